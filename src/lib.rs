@@ -1,0 +1,22 @@
+//! Headroom: a capacity assessor for services on Kubernetes. It keeps each workload's CPU and memory
+//! history in Postgres, forecasts usage with calibrated intervals, predicts when usage reaches requests and
+//! limits, and recommends right-sized requests and limits.
+//!
+//! # Layout
+//! Pure cores (no tokio, no sqlx; plain data in, plain data out):
+//! - [`domain`]: durations and resources, parsed once at the edge.
+//! - [`store::codec`]: the compact encoding of sample chunks.
+//!
+//! Shells (I/O around the cores):
+//! - [`config`]: layered configuration, validation that names the key, secrets.
+//! - [`store`]: every SQL statement; migrations, partitions, idempotent sample writes.
+//! - [`telemetry`]: the tracing subscriber (human or JSON).
+//! - [`server`]: the HTTP API and the daemon's tasks.
+//! - [`cli`]: the `headroom` command line.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod server;
+pub mod store;
+pub mod telemetry;

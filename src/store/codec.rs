@@ -1,0 +1,290 @@
+//! The compact encoding of a chunk of samples, pure and independent of the database.
+//!
+//! Layout (all integers LEB128 varints, signed ones zig-zag coded):
+//! `version=1, n, columns, first_ts, (step, repeat)*, then columns × n little-endian f32`.
+//! Timestamps are stored as runs of equal steps, so a regular series costs a few bytes of timestamps per
+//! chunk; values are 32-bit floats (7 significant digits, far finer than any capacity decision needs).
+//! See docs/storage.md for the measured bytes per sample.
+
+/// Why stored bytes could not be decoded: they were written by another version or damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("chunk truncated at byte {at}")]
+    Truncated { at: usize },
+    #[error("unknown chunk version {0}")]
+    Version(u8),
+    #[error("chunk is inconsistent: {0}")]
+    Inconsistent(&'static str),
+}
+
+/// Decoded chunk: strictly increasing timestamps (Unix seconds) and one or more value columns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Chunk {
+    pub ts: Vec<i64>,
+    pub columns: Vec<Vec<f32>>,
+}
+
+const VERSION: u8 = 1;
+
+impl Chunk {
+    /// A one-column chunk from `(timestamp, value)` pairs that are already sorted and unique.
+    pub fn from_points(points: &[(i64, f64)]) -> Self {
+        Chunk {
+            ts: points.iter().map(|p| p.0).collect(),
+            columns: vec![points.iter().map(|p| p.1 as f32).collect()],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// The first column as `(timestamp, value)` pairs.
+    pub fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.ts
+            .iter()
+            .zip(&self.columns[0])
+            .map(|(&t, &v)| (t, v as f64))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let n = self.ts.len();
+        let mut out = Vec::with_capacity(16 + n * 4 * self.columns.len());
+        out.push(VERSION);
+        put_u64(&mut out, n as u64);
+        put_u64(&mut out, self.columns.len() as u64);
+        if let Some(&first) = self.ts.first() {
+            put_i64(&mut out, first);
+            let mut i = 1;
+            while i < n {
+                let step = self.ts[i] - self.ts[i - 1];
+                let mut run = 1;
+                while i + run < n && self.ts[i + run] - self.ts[i + run - 1] == step {
+                    run += 1;
+                }
+                put_i64(&mut out, step);
+                put_u64(&mut out, run as u64);
+                i += run;
+            }
+        }
+        for col in &self.columns {
+            for v in col {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader { bytes, at: 0 };
+        let version = r.byte()?;
+        if version != VERSION {
+            return Err(CodecError::Version(version));
+        }
+        let n = r.u64()? as usize;
+        let cols = r.u64()? as usize;
+        // A damaged length must not make us allocate gigabytes: the values alone need 4 bytes each.
+        if n.saturating_mul(cols).saturating_mul(4) > bytes.len() || cols == 0 && n > 0 {
+            return Err(CodecError::Inconsistent("length exceeds the data"));
+        }
+        let mut ts = Vec::with_capacity(n);
+        if n > 0 {
+            let mut t = r.i64()?;
+            ts.push(t);
+            while ts.len() < n {
+                let step = r.i64()?;
+                let run = r.u64()? as usize;
+                if step <= 0 || run == 0 || ts.len() + run > n {
+                    return Err(CodecError::Inconsistent("bad timestamp run"));
+                }
+                for _ in 0..run {
+                    t += step;
+                    ts.push(t);
+                }
+            }
+        }
+        let mut columns = Vec::with_capacity(cols);
+        for _ in 0..cols {
+            let raw = r.take(n * 4)?;
+            columns.push(
+                raw.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            );
+        }
+        if r.at != bytes.len() {
+            return Err(CodecError::Inconsistent("trailing bytes"));
+        }
+        Ok(Chunk { ts, columns })
+    }
+
+    /// Merges `newer` into `self` by timestamp; where both hold a timestamp, `newer` wins. Returns whether
+    /// anything changed, so that writing the same samples twice writes nothing.
+    pub fn merge(&mut self, newer: &Chunk) -> bool {
+        assert_eq!(
+            self.columns.len(),
+            newer.columns.len(),
+            "merging chunks of different widths"
+        );
+        let cols = self.columns.len();
+        let (mut i, mut j) = (0, 0);
+        let mut ts = Vec::with_capacity(self.ts.len() + newer.ts.len());
+        let mut columns: Vec<Vec<f32>> = vec![Vec::with_capacity(ts.capacity()); cols];
+        let mut changed = false;
+        while i < self.ts.len() || j < newer.ts.len() {
+            let take_old = j >= newer.ts.len() || (i < self.ts.len() && self.ts[i] < newer.ts[j]);
+            if take_old {
+                ts.push(self.ts[i]);
+                for (out, col) in columns.iter_mut().zip(&self.columns) {
+                    out.push(col[i]);
+                }
+                i += 1;
+            } else {
+                let same_ts = i < self.ts.len() && self.ts[i] == newer.ts[j];
+                ts.push(newer.ts[j]);
+                for (c, out) in columns.iter_mut().enumerate() {
+                    let v = newer.columns[c][j];
+                    if !same_ts || self.columns[c][i].to_bits() != v.to_bits() {
+                        changed = true;
+                    }
+                    out.push(v);
+                }
+                if same_ts {
+                    i += 1;
+                }
+                j += 1;
+            }
+        }
+        self.ts = ts;
+        self.columns = columns;
+        changed
+    }
+}
+
+fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_i64(out: &mut Vec<u8>, v: i64) {
+    put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, CodecError> {
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or(CodecError::Truncated { at: self.at })?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn u64(&mut self) -> Result<u64, CodecError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CodecError::Inconsistent("varint too long"))
+    }
+
+    fn i64(&mut self) -> Result<i64, CodecError> {
+        let u = self.u64()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    fn take(&mut self, len: usize) -> Result<&[u8], CodecError> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(CodecError::Truncated { at: self.at })?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn regular_series_costs_a_few_bytes_of_timestamps() {
+        let points: Vec<(i64, f64)> = (0..360)
+            .map(|i| (1_700_000_000 + i * 60, i as f64))
+            .collect();
+        let bytes = Chunk::from_points(&points).encode();
+        assert!(bytes.len() <= 360 * 4 + 16, "{} bytes", bytes.len());
+        assert_eq!(
+            Chunk::decode(&bytes).unwrap().points().collect::<Vec<_>>(),
+            points
+        );
+    }
+
+    #[test]
+    fn merging_the_same_samples_changes_nothing() {
+        let points: Vec<(i64, f64)> = (0..10).map(|i| (i * 60, i as f64 * 1.5)).collect();
+        let mut chunk = Chunk::from_points(&points);
+        let before = chunk.encode();
+        assert!(!chunk.merge(&Chunk::from_points(&points[3..7])));
+        assert_eq!(chunk.encode(), before);
+    }
+
+    #[test]
+    fn merging_interleaves_and_newer_values_win() {
+        let mut a = Chunk::from_points(&[(0, 1.0), (120, 3.0)]);
+        assert!(a.merge(&Chunk::from_points(&[(60, 2.0), (120, 4.0), (180, 5.0)])));
+        assert_eq!(
+            a.points().collect::<Vec<_>>(),
+            vec![(0, 1.0), (60, 2.0), (120, 4.0), (180, 5.0)]
+        );
+    }
+
+    #[test]
+    fn damaged_bytes_are_an_error_not_a_panic() {
+        let bytes = Chunk::from_points(&[(0, 1.0), (60, 2.0)]).encode();
+        for cut in 0..bytes.len() {
+            assert!(Chunk::decode(&bytes[..cut]).is_err());
+        }
+        assert_eq!(Chunk::decode(&[9]), Err(CodecError::Version(9)));
+        assert!(Chunk::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f, 1]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_sorted_series_round_trips(mut ts in proptest::collection::btree_set(-1_000_000i64..10_000_000, 0..300),
+                                        seed in any::<u32>()) {
+            let points: Vec<(i64, f64)> = std::mem::take(&mut ts)
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (t, ((i as u32).wrapping_mul(seed) % 10_000) as f64 / 7.0))
+                .collect();
+            let chunk = Chunk::from_points(&points);
+            let back = Chunk::decode(&chunk.encode()).unwrap();
+            prop_assert_eq!(back, chunk);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Chunk::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Raw samples: idempotent chunked writes and range reads.
+
+use std::collections::BTreeMap;
+
+use super::codec::Chunk;
+use super::{Result, Store, StoreError};
+
+/// Span of one stored chunk: 6 hours, aligned to the Unix epoch.
+pub const CHUNK_SECS: i64 = 6 * 3_600;
+const DAY_SECS: i64 = 86_400;
+/// Unix seconds of 9999-12-31, the widest range a read is clamped to.
+const TS_BOUND: i64 = 253_402_300_799;
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Samples in the batch that were not stored before (or whose value changed).
+    pub samples_written: u64,
+    /// Chunk rows inserted or rewritten.
+    pub chunks_written: u64,
+}
+
+fn chunk_start(ts: i64) -> i64 {
+    ts.div_euclid(CHUNK_SECS) * CHUNK_SECS
+}
+
+impl Store {
+    /// Stores samples of many series at once. Idempotent: samples already stored are not stored again, and
+    /// a batch that brings nothing new writes nothing. Input needs no order; within the batch the last
+    /// value for a timestamp wins. Non-finite values are dropped (Prometheus' stale markers and NaNs).
+    pub async fn write_samples(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<WriteStats> {
+        let mut chunks: BTreeMap<(i64, i64), BTreeMap<i64, f64>> = BTreeMap::new();
+        for (series_id, points) in batch {
+            for &(ts, v) in points {
+                if v.is_finite() {
+                    chunks
+                        .entry((*series_id, chunk_start(ts)))
+                        .or_default()
+                        .insert(ts, v);
+                }
+            }
+        }
+        if chunks.is_empty() {
+            return Ok(WriteStats::default());
+        }
+        let lo = chunks.keys().map(|k| k.1).min().unwrap_or(0);
+        let hi = chunks.keys().map(|k| k.1).max().unwrap_or(0);
+        self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
+            .await?;
+
+        let incoming: Vec<((i64, i64), Chunk)> = chunks
+            .into_iter()
+            .map(|(key, pts)| {
+                (
+                    key,
+                    Chunk::from_points(&pts.into_iter().collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        // Two writers creating the same new chunk: the loser's insert finds the row and the whole batch is
+        // retried as a merge, so neither loses samples.
+        for _attempt in 0..5 {
+            if let Some(stats) = self.try_write_chunks(&incoming).await? {
+                return Ok(stats);
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    async fn try_write_chunks(
+        &self,
+        incoming: &[((i64, i64), Chunk)],
+    ) -> Result<Option<WriteStats>> {
+        let ids: Vec<i64> = incoming.iter().map(|(k, _)| k.0).collect();
+        let starts: Vec<i64> = incoming.iter().map(|(k, _)| k.1).collect();
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query!(
+            r#"select c.series_id, extract(epoch from c.chunk_start)::bigint as "chunk_start!", c.data
+               from sample_chunk c
+               join unnest($1::bigint[], $2::bigint[]) as k(series_id, start)
+                 on c.series_id = k.series_id and c.chunk_start = to_timestamp(k.start)
+               order by c.series_id, c.chunk_start
+               for update of c"#,
+            &ids,
+            &starts
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut stored: BTreeMap<(i64, i64), Chunk> = BTreeMap::new();
+        for row in existing {
+            let chunk = Chunk::decode(&row.data).map_err(|source| StoreError::Corrupt {
+                series_id: row.series_id,
+                chunk_start: row.chunk_start,
+                source,
+            })?;
+            stored.insert((row.series_id, row.chunk_start), chunk);
+        }
+
+        let mut stats = WriteStats::default();
+        let (mut new_ids, mut new_starts, mut new_n, mut new_last, mut new_data) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut upd_ids, mut upd_starts, mut upd_n, mut upd_last, mut upd_data) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for (key, chunk) in incoming {
+            match stored.get_mut(key) {
+                None => {
+                    stats.samples_written += chunk.len() as u64;
+                    new_ids.push(key.0);
+                    new_starts.push(key.1);
+                    new_n.push(chunk.len() as i32);
+                    new_last.push(*chunk.ts.last().unwrap_or(&key.1));
+                    new_data.push(chunk.encode());
+                }
+                Some(old) => {
+                    let before = old.len();
+                    let value_changes = count_changed(old, chunk);
+                    if old.merge(chunk) {
+                        stats.samples_written += (old.len() - before) as u64 + value_changes;
+                        upd_ids.push(key.0);
+                        upd_starts.push(key.1);
+                        upd_n.push(old.len() as i32);
+                        upd_last.push(*old.ts.last().unwrap_or(&key.1));
+                        upd_data.push(old.encode());
+                    }
+                }
+            }
+        }
+
+        if !new_ids.is_empty() {
+            let inserted = sqlx::query_scalar!(
+                r#"insert into sample_chunk (series_id, chunk_start, n_samples, last_ts, data)
+                   select s, to_timestamp(c), n, to_timestamp(l), d
+                   from unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::bytea[]) as t(s, c, n, l, d)
+                   on conflict (series_id, chunk_start) do nothing
+                   returning 1 as "one!""#,
+                &new_ids,
+                &new_starts,
+                &new_n,
+                &new_last,
+                &new_data
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if inserted.len() != new_ids.len() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        if !upd_ids.is_empty() {
+            sqlx::query!(
+                r#"update sample_chunk c
+                   set n_samples = t.n, last_ts = to_timestamp(t.l), data = t.d
+                   from unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::bytea[]) as t(s, st, n, l, d)
+                   where c.series_id = t.s and c.chunk_start = to_timestamp(t.st)"#,
+                &upd_ids,
+                &upd_starts,
+                &upd_n,
+                &upd_last,
+                &upd_data
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        stats.chunks_written = (new_ids.len() + upd_ids.len()) as u64;
+        Ok(Some(stats))
+    }
+
+    /// Samples of one series with `from <= ts < to`, in time order.
+    pub async fn read_samples(
+        &self,
+        series_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, f64)>> {
+        let mut out = self.read_samples_many(&[series_id], from, to).await?;
+        Ok(out.remove(&series_id).unwrap_or_default())
+    }
+
+    /// Samples of several series with `from <= ts < to`, each in time order.
+    pub async fn read_samples_many(
+        &self,
+        series_ids: &[i64],
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<i64, Vec<(i64, f64)>>> {
+        // Postgres timestamps end in the year 294276; callers may pass open bounds like i64::MAX.
+        let (from, to) = (
+            from.clamp(-TS_BOUND, TS_BOUND),
+            to.clamp(-TS_BOUND, TS_BOUND),
+        );
+        let rows = sqlx::query!(
+            r#"select series_id, extract(epoch from chunk_start)::bigint as "chunk_start!", data
+               from sample_chunk
+               where series_id = any($1) and chunk_start >= to_timestamp($2) and chunk_start < to_timestamp($3)
+               order by series_id, chunk_start"#,
+            series_ids,
+            chunk_start(from) as f64,
+            to as f64
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+        for row in rows {
+            let chunk = Chunk::decode(&row.data).map_err(|source| StoreError::Corrupt {
+                series_id: row.series_id,
+                chunk_start: row.chunk_start,
+                source,
+            })?;
+            out.entry(row.series_id)
+                .or_default()
+                .extend(chunk.points().filter(|(t, _)| *t >= from && *t < to));
+        }
+        Ok(out)
+    }
+
+    /// Number of stored samples of one series in `[from, to)`; cheap enough for tests and checks.
+    pub async fn count_samples(&self, series_id: i64, from: i64, to: i64) -> Result<usize> {
+        Ok(self.read_samples(series_id, from, to).await?.len())
+    }
+
+    /// Makes sure the partitions of `table` covering `[lo, hi]` exist.
+    pub(super) async fn ensure_partitions(
+        &self,
+        table: &'static str,
+        lo: i64,
+        hi: i64,
+        unit_secs: i64,
+    ) -> Result<()> {
+        let first = lo.div_euclid(unit_secs);
+        let last = hi.div_euclid(unit_secs);
+        let missing = {
+            let known = self
+                .known_partitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            (first..=last).any(|p| !known.contains(&(table, p)))
+        };
+        if !missing {
+            return Ok(());
+        }
+        sqlx::query_scalar!(
+            r#"select ensure_partitions($1, to_timestamp($2), to_timestamp($3)) as "created!""#,
+            table,
+            lo as f64,
+            hi as f64
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let mut known = self
+            .known_partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known.extend((first..=last).map(|p| (table, p)));
+        Ok(())
+    }
+}
+
+/// Timestamps present in both chunks whose value differs: rewrites, not new samples.
+fn count_changed(old: &Chunk, new: &Chunk) -> u64 {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < old.ts.len() && j < new.ts.len() {
+        match old.ts[i].cmp(&new.ts[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                if old.columns[0][i].to_bits() != new.columns[0][j].to_bits() {
+                    n += 1;
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,5 @@
+//! The one integration-test binary (one binary keeps link time down). Tests that need Postgres use
+//! `#[sqlx::test]`, which creates a fresh database per test from `DATABASE_URL` and drops it afterwards.
+
+mod config;
+mod store;
