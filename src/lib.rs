@@ -6,6 +6,7 @@
 //! Pure cores (no tokio, no sqlx; plain data in, plain data out):
 //! - [`domain`]: durations and resources, parsed once at the edge.
 //! - [`store::codec`]: the compact encoding of sample chunks.
+//! - [`recommend`]: rightsizing: requests, limits, bounds, risk and saving from a history and a policy.
 //! - [`offline`]: the CSV files of the offline commands (readers naming file/line/column, CSV/JSON writer).
 //!
 //! Shells (I/O around the cores):
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod offline;
+pub mod recommend;
 pub mod server;
 pub mod store;
 pub mod telemetry;
