@@ -7,6 +7,7 @@
 //! - [`domain`]: durations and resources, parsed once at the edge.
 //! - [`store::codec`]: the compact encoding of sample chunks.
 //! - [`recommend`]: rightsizing: requests, limits, bounds, risk and saving from a history and a policy.
+//! - [`forecast`]: resampling, candidate models chosen by backtest, calibrated intervals, exhaustion.
 //! - [`offline`]: the CSV files of the offline commands (readers naming file/line/column, CSV/JSON writer).
 //!
 //! Shells (I/O around the cores):
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod forecast;
 pub mod offline;
 pub mod recommend;
 pub mod server;

@@ -1,0 +1,273 @@
+//! The forecast engine: resamples a usage series, backtests every declared candidate model on the
+//! series' own history (rolling origin), forecasts with the winner and calibrates intervals from its
+//! backtest residuals per lead time. Pure: plain data in, plain data out; no tokio, no sqlx.
+
+mod exhaustion;
+mod fit;
+mod model;
+mod resample;
+
+pub use exhaustion::{Exhaustion, ExhaustionStatus, exhaustion};
+pub use fit::day_slots;
+pub use model::{ModelError, ModelKind, ModelSpec};
+pub use resample::{Regular, resample, typical_step};
+
+/// What to forecast and how.
+#[derive(Debug, Clone)]
+pub struct ForecastOptions {
+    /// How far ahead, in seconds.
+    pub horizon_secs: i64,
+    /// Central coverage of the interval, in (0, 1): 0.8 gives the 10 % and 90 % quantiles.
+    pub level: f64,
+    /// Grid step in seconds; `None` uses the series' median spacing.
+    pub step_secs: Option<i64>,
+    /// Candidate models, in tie-breaking order.
+    pub models: Vec<ModelSpec>,
+    /// At most this many rolling origins in the backtest (more: steadier choice and intervals, slower).
+    pub max_origins: usize,
+}
+
+impl ForecastOptions {
+    pub fn new(horizon_secs: i64, level: f64) -> Self {
+        Self {
+            horizon_secs,
+            level,
+            step_secs: None,
+            models: ModelSpec::builtin(),
+            max_origins: 7,
+        }
+    }
+}
+
+/// Why no forecast could be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ForecastError {
+    #[error("not enough history: have {have}, need {need} (points at the {step_secs} s step)")]
+    NotEnoughHistory {
+        have: usize,
+        need: usize,
+        step_secs: i64,
+    },
+    #[error("invalid forecast options: {0}")]
+    BadOptions(String),
+}
+
+/// A forecast at a regular step, with the chosen model and its backtest error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    /// Name of the model the backtest chose.
+    pub model: String,
+    /// Backtest MAE of that model scaled by the in-sample daily seasonal-naive MAE (`None` when the
+    /// series never changes, so the scale is zero).
+    pub backtest_mase: Option<f64>,
+    /// Time of the first forecast value; value `i` is at `start + i * step`.
+    pub start: i64,
+    pub step: i64,
+    pub level: f64,
+    pub p50: Vec<f64>,
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+    /// Timestamp and value of the last observed sample ("already over" is judged on it).
+    pub last: (i64, f64),
+    /// Whether the series never went below zero (then no quantile does either).
+    nonnegative: bool,
+    /// The model's point forecast before clamping: the centre the residuals were measured from.
+    point: Vec<f64>,
+    bands: Bands,
+}
+
+impl Forecast {
+    pub fn times(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..self.p50.len()).map(|i| self.start + i as i64 * self.step)
+    }
+
+    /// Probability that the value at forecast index `i` is at least `x`, from the backtest residuals.
+    pub fn prob_at_least(&self, i: usize, x: f64) -> f64 {
+        let (res, scale) = self.bands.at(i);
+        if res.is_empty() {
+            return if self.p50[i] >= x { 1.0 } else { 0.0 };
+        }
+        if self.nonnegative && x <= 0.0 {
+            return 1.0;
+        }
+        let need = x - self.point[i];
+        let above = if scale > 0.0 {
+            res.len() - res.partition_point(|r| r * scale < need)
+        } else {
+            usize::from(need <= 0.0) * res.len()
+        };
+        above as f64 / (res.len() + 1) as f64
+    }
+}
+
+/// Backtest residuals (actual minus point forecast) grouped by lead time, sorted within each bucket.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Bands {
+    buckets: Vec<Vec<f64>>,
+    /// Lead times covered by the backtest; beyond it residuals widen with the square root of the lead.
+    backtested: usize,
+}
+
+impl Bands {
+    fn at(&self, lead: usize) -> (&[f64], f64) {
+        if self.buckets.is_empty() {
+            return (&[], 0.0);
+        }
+        let nb = self.buckets.len();
+        let b = (lead * nb / self.backtested.max(1)).min(nb - 1);
+        let scale = if lead < self.backtested {
+            1.0
+        } else {
+            ((lead + 1) as f64 / self.backtested as f64).sqrt()
+        };
+        (&self.buckets[b], scale)
+    }
+
+    /// Split-conformal quantile: the `ceil((m + 1) q)`-th smallest residual.
+    fn quantile(&self, lead: usize, q: f64) -> f64 {
+        let (r, scale) = self.at(lead);
+        if r.is_empty() {
+            return 0.0;
+        }
+        let m = r.len();
+        let k = if q >= 0.5 {
+            ((m + 1) as f64 * q).ceil() as usize
+        } else {
+            ((m + 1) as f64 * q).floor() as usize
+        };
+        r[k.clamp(1, m) - 1] * scale
+    }
+}
+
+/// Forecasts `points` (sorted, strictly increasing timestamps) `opts.horizon_secs` ahead.
+pub fn forecast(points: &[(i64, f64)], opts: &ForecastOptions) -> Result<Forecast, ForecastError> {
+    if !(opts.level > 0.0 && opts.level < 1.0) {
+        return Err(ForecastError::BadOptions(format!(
+            "level {} is not between 0 and 1",
+            opts.level
+        )));
+    }
+    if opts.horizon_secs <= 0 || opts.models.is_empty() {
+        return Err(ForecastError::BadOptions(
+            "the horizon must be positive and at least one model declared".into(),
+        ));
+    }
+    let step = match opts.step_secs.or_else(|| typical_step(points)) {
+        Some(s) if s > 0 => s,
+        _ => {
+            return Err(ForecastError::NotEnoughHistory {
+                have: points.len(),
+                need: 2,
+                step_secs: 0,
+            });
+        }
+    };
+    let reg = resample(points, step);
+    let n = reg.y.len();
+    let day = day_slots(step);
+    let horizon = ((opts.horizon_secs / step) as usize).max(1);
+    let need = day + (day / 8).max(12);
+    let observed = reg.y.iter().filter(|v| v.is_finite()).count();
+    if n < need || observed < need / 2 {
+        return Err(ForecastError::NotEnoughHistory {
+            have: if n < need { n } else { observed },
+            need,
+            step_secs: step,
+        });
+    }
+    // Backtest one day ahead (or the horizon, if shorter) from origins a backtest-length apart, each
+    // with at least a day of history before it.
+    let bt = horizon.min(day).min(n - day);
+    let origins: Vec<usize> = (1..=opts.max_origins.max(1))
+        .map_while(|k| n.checked_sub(k * bt).filter(|&o| o >= day))
+        .collect();
+    let mut best: Option<(f64, usize, Vec<Vec<f64>>)> = None;
+    for (c, spec) in opts.models.iter().enumerate() {
+        let mut by_lead: Vec<Vec<f64>> = vec![Vec::new(); bt];
+        let (mut sum, mut cnt) = (0.0, 0usize);
+        for &o in &origins {
+            let pred = fit::predict(spec, &reg.y, reg.t0, step, o, bt);
+            for (h, p) in pred.iter().enumerate() {
+                let a = reg.y[o + h];
+                if a.is_finite() {
+                    by_lead[h].push(a - p);
+                    sum += (a - p).abs();
+                    cnt += 1;
+                }
+            }
+        }
+        let mae = if cnt == 0 {
+            f64::INFINITY
+        } else {
+            sum / cnt as f64
+        };
+        if best.as_ref().is_none_or(|b| mae < b.0) {
+            best = Some((mae, c, by_lead));
+        }
+    }
+    let (mae, chosen, by_lead) = best.unwrap_or((f64::INFINITY, 0, Vec::new()));
+    let spec = &opts.models[chosen];
+    let scale = seasonal_naive_scale(&reg.y, day);
+    let backtest_mase = (mae.is_finite() && scale > 0.0).then(|| mae / scale);
+
+    let total: usize = by_lead.iter().map(Vec::len).sum();
+    let nb = (total / 60).clamp(1, 24).min(bt.max(1));
+    let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); nb];
+    for (h, r) in by_lead.into_iter().enumerate() {
+        buckets[h * nb / bt.max(1)].extend(r);
+    }
+    for b in &mut buckets {
+        b.sort_by(f64::total_cmp);
+    }
+    if total == 0 {
+        buckets.clear();
+    }
+    let bands = Bands {
+        buckets,
+        backtested: bt.max(1),
+    };
+
+    let point = fit::predict(spec, &reg.y, reg.t0, step, n, horizon);
+    let nonnegative = points.iter().all(|p| p.1 >= 0.0);
+    let clamp = |v: f64| if nonnegative { v.max(0.0) } else { v };
+    let (lo_q, hi_q) = ((1.0 - opts.level) / 2.0, (1.0 + opts.level) / 2.0);
+    let p50: Vec<f64> = point.iter().map(|&v| clamp(v)).collect();
+    let lower = (0..horizon)
+        .map(|h| clamp(point[h] + bands.quantile(h, lo_q)).min(p50[h]))
+        .collect();
+    let upper = (0..horizon)
+        .map(|h| clamp(point[h] + bands.quantile(h, hi_q)).max(p50[h]))
+        .collect();
+    let last = points[points.len() - 1];
+    Ok(Forecast {
+        model: spec.name.clone(),
+        backtest_mase,
+        start: reg.time(n - 1) + step,
+        step,
+        level: opts.level,
+        p50,
+        lower,
+        upper,
+        last,
+        nonnegative,
+        point,
+        bands,
+    })
+}
+
+/// Mean absolute change from one day to the next: the MASE denominator (lag 1 if under two days).
+pub fn seasonal_naive_scale(y: &[f64], day: usize) -> f64 {
+    let lag = if y.len() > day { day } else { 1 };
+    let (mut s, mut c) = (0.0, 0usize);
+    for i in lag..y.len() {
+        let d = y[i] - y[i - lag];
+        if d.is_finite() {
+            s += d.abs();
+            c += 1;
+        }
+    }
+    if c == 0 { 0.0 } else { s / c as f64 }
+}
+
+#[cfg(test)]
+mod tests;
