@@ -9,6 +9,7 @@
 //! - [`recommend`]: rightsizing: requests, limits, bounds, risk and saving from a history and a policy.
 //! - [`forecast`]: resampling, candidate models chosen by backtest, calibrated intervals, exhaustion.
 //! - [`offline`]: the CSV files of the offline commands (readers naming file/line/column, CSV/JSON writer).
+//! - [`simulate`]: a seeded simulated cluster (and trace replay) written as OpenMetrics for promtool.
 //!
 //! Shells (I/O around the cores):
 //! - [`config`]: layered configuration, validation that names the key, secrets.
@@ -24,5 +25,6 @@ pub mod forecast;
 pub mod offline;
 pub mod recommend;
 pub mod server;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;

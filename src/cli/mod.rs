@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod simulate;
+
 use crate::config::{Settings, Sources};
 use crate::store::{ConnectOptions, Store};
 
@@ -36,6 +38,8 @@ pub enum Command {
     Migrate,
     /// Load and validate the configuration, print a summary without secrets, and exit.
     CheckConfig,
+    /// Write a simulated cluster's history (or a replayed trace) as OpenMetrics text for promtool.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// An error with the exit status it deserves.
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
+        Command::Simulate(ref args) => simulate::run(args),
         Command::CheckConfig => {
             let settings = load_settings(&cli)?;
             print!("{}", summary(&settings));

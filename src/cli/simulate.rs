@@ -1,0 +1,117 @@
+//! `headroom simulate`: writes a simulated cluster's history (or a replayed trace) as OpenMetrics text for
+//! `promtool tsdb create-blocks-from openmetrics`, and optionally the ground truth as JSON.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{CliResult, Failure};
+use crate::domain::Span;
+use crate::simulate::{self, ClusterSpec, SimulateError, Truth};
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Number of workloads (Deployments, StatefulSets, DaemonSets) in the simulated cluster.
+    #[arg(long, default_value_t = 12)]
+    pub workloads: usize,
+    /// Days of history, ending at --end.
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    /// Time between samples, like a scrape interval (for example 60s, 5m).
+    #[arg(long, default_value = "60s")]
+    pub step: Span,
+    /// Seed: the same seed, size and --end give byte-identical output.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// End of the window in Unix seconds (exclusive); default: now, rounded down to the step.
+    #[arg(long)]
+    pub end: Option<i64>,
+    /// Where to write the OpenMetrics text (`-` for standard output).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the ground truth (workloads, pods, containers, OOM kills, counts written) as JSON.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+}
+
+pub fn run(args: &SimulateArgs) -> CliResult {
+    if args.days == 0 {
+        return Err(Failure::BadInput(anyhow::anyhow!(
+            "--days must be at least 1"
+        )));
+    }
+    let step = args.step.secs();
+    let end = match args.end {
+        Some(e) => e,
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("while reading the clock")?
+                .as_secs() as i64;
+            now - now.rem_euclid(step)
+        }
+    };
+    let spec = ClusterSpec {
+        workloads: args.workloads,
+        start: end - i64::from(args.days) * 86_400,
+        end,
+        step,
+        seed: args.seed,
+    };
+    let out = open_out(&args.out)?;
+    let (cluster, stats) = simulate::simulate(&spec, out).map_err(|e| match e {
+        SimulateError::Spec(e) => Failure::BadInput(e.into()),
+        SimulateError::Io(e) => Failure::Failed(
+            anyhow::Error::new(e).context(format!("while writing {}", args.out.display())),
+        ),
+    })?;
+    if let Some(path) = &args.truth {
+        write_json(
+            path,
+            &Truth {
+                cluster: &cluster,
+                written: &stats,
+            },
+        )?;
+    }
+    eprintln!(
+        "simulated {} workloads, {} pods over {} days at {}: {} series, {} samples",
+        cluster.workloads.len(),
+        cluster
+            .workloads
+            .iter()
+            .map(|w| w.pods.len())
+            .sum::<usize>(),
+        args.days,
+        args.step,
+        stats.series(),
+        stats.samples()
+    );
+    Ok(())
+}
+
+fn open_out(path: &Path) -> Result<Box<dyn Write>, Failure> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout().lock(),
+        )));
+    }
+    let f = File::create(path).map_err(|e| {
+        Failure::BadInput(anyhow::anyhow!("{}: cannot create: {e}", path.display()))
+    })?;
+    Ok(Box::new(BufWriter::with_capacity(1 << 20, f)))
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Failure> {
+    let f = File::create(path).map_err(|e| {
+        Failure::BadInput(anyhow::anyhow!("{}: cannot create: {e}", path.display()))
+    })?;
+    let mut w = BufWriter::new(f);
+    serde_json::to_writer_pretty(&mut w, value)
+        .and_then(|()| w.flush().map_err(serde_json::Error::io))
+        .with_context(|| format!("while writing {}", path.display()))?;
+    Ok(())
+}
