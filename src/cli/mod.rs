@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod recommend;
+
 mod simulate;
 
 use crate::config::{Settings, Sources};
@@ -38,6 +40,8 @@ pub enum Command {
     Migrate,
     /// Load and validate the configuration, print a summary without secrets, and exit.
     CheckConfig,
+    /// Recommend requests and limits from a usage CSV (offline; no database).
+    Recommend(recommend::Args),
     /// Write a simulated cluster's history (or a replayed trace) as OpenMetrics text for promtool.
     Simulate(simulate::SimulateArgs),
 }
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Simulate(ref args) => simulate::run(args),
+        Command::Recommend(ref args) => recommend::run(&load_settings(&cli)?, args),
         Command::CheckConfig => {
             let settings = load_settings(&cli)?;
             print!("{}", summary(&settings));

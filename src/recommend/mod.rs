@@ -2,6 +2,7 @@
 //! recommended request and limit, with bounds, the rule that produced it, the risk in plain words and the
 //! saving. Pure: plain data in, plain data out; no I/O, no clock.
 
+pub mod evaluate;
 pub mod patch;
 pub mod policy;
 pub mod stats;

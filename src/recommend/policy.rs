@@ -9,7 +9,7 @@ use figment::providers::{Format, Toml};
 use serde::Deserialize;
 
 /// The built-in policies, by name, in the order `--policy` lists them.
-pub const BUILTIN: [(&str, &str); 5] = [
+pub const BUILTIN: [(&str, &str); 8] = [
     (
         "balanced",
         include_str!("../../models/policies/balanced.toml"),
@@ -29,6 +29,13 @@ pub const BUILTIN: [(&str, &str); 5] = [
     (
         "burstable",
         include_str!("../../models/policies/burstable.toml"),
+    ),
+    // Baselines other systems use, kept so the benchmark and anyone curious can run them.
+    ("vpa", include_str!("../../models/policies/vpa.toml")),
+    ("krr", include_str!("../../models/policies/krr.toml")),
+    (
+        "max-0.7",
+        include_str!("../../models/policies/max-0.7.toml"),
     ),
 ];
 

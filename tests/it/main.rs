@@ -2,4 +2,5 @@
 //! `#[sqlx::test]`, which creates a fresh database per test from `DATABASE_URL` and drops it afterwards.
 
 mod config;
+mod offline_recommend;
 mod store;
