@@ -9,7 +9,8 @@ use anyhow::Context;
 
 use super::{CliResult, Failure};
 use crate::domain::Span;
-use crate::simulate::{self, ClusterSpec, SimulateError, Truth};
+use crate::offline::{read_capacity, read_usage};
+use crate::simulate::{self, ClusterSpec, ReplayError, ReplayOptions, SimulateError, Truth};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -34,9 +35,33 @@ pub struct SimulateArgs {
     /// Also write the ground truth (workloads, pods, containers, OOM kills, counts written) as JSON.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Replay an offline usage CSV (`series_id,timestamp_unix,resource,value,unit`) instead of simulating:
+    /// one container per series. With --end, timestamps move by whole weeks to end just before it.
+    #[arg(long, conflicts_with_all = ["workloads", "days", "step", "seed"])]
+    pub replay: Option<PathBuf>,
+    /// Capacity CSV of the replayed trace: `cpu_request`, `cpu_limit`, `memory_limit`, ... rows become
+    /// kube-state-metrics requests and limits.
+    #[arg(long, requires = "replay")]
+    pub capacity: Option<PathBuf>,
+    /// Namespace of the replayed workloads.
+    #[arg(long, default_value = "replay", requires = "replay")]
+    pub namespace: String,
+    /// Replay: cores of the machine that `percent`, `fraction` and `NCU` cpu values are relative to.
+    #[arg(long, default_value_t = 16.0, requires = "replay")]
+    pub cores: f64,
+    /// Replay: GiB of the machine that `percent`, `fraction` and `NMU` memory values are relative to.
+    #[arg(long, default_value_t = 64.0, requires = "replay")]
+    pub machine_memory_gib: f64,
+    /// Replay: MHz of one core for `MHz` cpu values (used when the capacity file lacks `cpu_capacity`
+    /// and `cpu_cores` for the series).
+    #[arg(long, default_value_t = 2_600.0, requires = "replay")]
+    pub core_mhz: f64,
 }
 
 pub fn run(args: &SimulateArgs) -> CliResult {
+    if let Some(usage) = &args.replay {
+        return run_replay(args, usage);
+    }
     if args.days == 0 {
         return Err(Failure::BadInput(anyhow::anyhow!(
             "--days must be at least 1"
@@ -86,6 +111,55 @@ pub fn run(args: &SimulateArgs) -> CliResult {
             .sum::<usize>(),
         args.days,
         args.step,
+        stats.series(),
+        stats.samples()
+    );
+    Ok(())
+}
+
+fn run_replay(args: &SimulateArgs, usage_path: &Path) -> CliResult {
+    for (flag, v) in [
+        ("--cores", args.cores),
+        ("--machine-memory-gib", args.machine_memory_gib),
+        ("--core-mhz", args.core_mhz),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(Failure::BadInput(anyhow::anyhow!(
+                "{flag} must be a positive number, got {v}"
+            )));
+        }
+    }
+    let usage = read_usage(usage_path).map_err(|e| Failure::BadInput(e.into()))?;
+    let capacity = match &args.capacity {
+        Some(p) => Some(read_capacity(p).map_err(|e| Failure::BadInput(e.into()))?),
+        None => None,
+    };
+    let opts = ReplayOptions {
+        namespace: args.namespace.clone(),
+        machine_cores: args.cores,
+        machine_memory_bytes: args.machine_memory_gib * 1024.0 * 1024.0 * 1024.0,
+        core_mhz: args.core_mhz,
+        end: args.end,
+    };
+    let out = open_out(&args.out)?;
+    let (replayed, stats) =
+        simulate::replay(&usage, capacity.as_ref(), &opts, out).map_err(|e| match e {
+            ReplayError::Io(e) => Failure::Failed(
+                anyhow::Error::new(e).context(format!("while writing {}", args.out.display())),
+            ),
+            e => Failure::BadInput(anyhow::anyhow!("{}: {e}", usage_path.display())),
+        })?;
+    if let Some(path) = &args.truth {
+        write_json(
+            path,
+            &serde_json::json!({ "replay": &replayed, "written": &stats }),
+        )?;
+    }
+    eprintln!(
+        "replayed {} trace series ({} skipped, shifted {}s): {} series, {} samples",
+        replayed.series.len(),
+        replayed.skipped.len(),
+        replayed.shift_secs,
         stats.series(),
         stats.samples()
     );

@@ -1,9 +1,10 @@
-//! The cluster simulator: a seeded, reproducible Kubernetes cluster whose cAdvisor and kube-state-metrics
-//! history is written as OpenMetrics text that `promtool` backfills into a real Prometheus.
+//! The cluster simulator: a seeded, reproducible Kubernetes cluster (or a replayed offline trace) whose
+//! cAdvisor and kube-state-metrics history is written as OpenMetrics text that `promtool` backfills.
 //! Pure (no tokio, no sqlx): plans are plain data and samples are functions of (container, time).
 
 mod cluster;
 mod openmetrics;
+mod replay;
 mod rng;
 
 use std::io::Write;
@@ -13,6 +14,7 @@ pub use cluster::{
     Workload,
 };
 pub use openmetrics::{FamilyStats, WriteStats, write_cluster};
+pub use replay::{Replay, ReplayError, ReplayOptions, ReplayedSeries, replay};
 
 /// What `--truth FILE.json` holds: the planned cluster and what was written per metric.
 #[derive(Debug, serde::Serialize)]
