@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod bench_rightsizing;
 mod recommend;
 
 mod simulate;
@@ -42,6 +44,9 @@ pub enum Command {
     CheckConfig,
     /// Recommend requests and limits from a usage CSV (offline; no database).
     Recommend(recommend::Args),
+    /// Benchmarks on real data: speed and accuracy, never asserted in tests.
+    #[command(subcommand)]
+    Bench(bench::Bench),
     /// Write a simulated cluster's history (or a replayed trace) as OpenMetrics text for promtool.
     Simulate(simulate::SimulateArgs),
 }
@@ -83,6 +88,7 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Simulate(ref args) => simulate::run(args),
         Command::Recommend(ref args) => recommend::run(&load_settings(&cli)?, args),
+        Command::Bench(ref which) => bench::run(which),
         Command::CheckConfig => {
             let settings = load_settings(&cli)?;
             print!("{}", summary(&settings));

@@ -187,6 +187,7 @@ pub fn recommend_all(
         h.throttled_ratio = throttled;
         h.current_request = current_request;
         h.current_limit = current_limit;
+        h.growth_ratio = recommend::policy_growth(policy, resource, h.usage);
         h.hpa_scaled = capacity
             .steps(&s.series_id, &format!("{r}_hpa_target"))
             .is_some();

@@ -66,7 +66,9 @@ pub fn evaluate(series: &[Recorded<'_>], policy: &Policy, eval_secs: i64) -> Sco
         if test.is_empty() || train.is_empty() {
             continue;
         }
-        let rec = recommend(&History::new(s.resource, s.unit, train), policy, None);
+        let mut h = History::new(s.resource, s.unit, train);
+        h.growth_ratio = super::policy_growth(policy, s.resource, train);
+        let rec = recommend(&h, policy, None);
         let Some(request) = rec.request else {
             score.declined += 1;
             continue;

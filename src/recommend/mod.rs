@@ -3,6 +3,7 @@
 //! saving. Pure: plain data in, plain data out; no I/O, no clock.
 
 pub mod evaluate;
+pub mod growth;
 pub mod patch;
 pub mod policy;
 pub mod stats;
@@ -133,6 +134,15 @@ pub struct Recommendation {
     pub saving: Option<Saving>,
 }
 
+/// The forecast growth ratio the policy asks for on `resource` (None: the policy does not use it, or
+/// the forecast engine could not forecast this history).
+pub fn policy_growth(policy: &Policy, resource: Resource, usage: &[(i64, f64)]) -> Option<f64> {
+    if !policy.for_resource(resource).forecast_growth {
+        return None;
+    }
+    growth::growth_ratio(usage, (policy.planning_horizon_days * DAY) as i64)
+}
+
 /// Recommends a request and limit for `history` under `policy`.
 pub fn recommend(history: &History<'_>, policy: &Policy, prices: Option<Prices>) -> Recommendation {
     let rp = policy.for_resource(history.resource);
@@ -202,6 +212,16 @@ pub fn recommend(history: &History<'_>, policy: &Policy, prices: Option<Prices>)
     let mut request = q(rp.quantile) * margin;
     let mut lower = q(rp.lower_quantile) * margin;
     let mut upper = q(rp.upper_quantile) * margin;
+    if let Some(cost) = rp.violation_cost {
+        let floor = request;
+        request = stats::cost_optimal(&values, &weights, cost, margin, floor, upper.max(floor))
+            .unwrap_or(floor);
+        rule = format!("cost{cost}_{rule}");
+        let _ = write!(
+            reason,
+            "; raised to where one more unit of request would remove less than {cost} x its idle share in time above it"
+        );
+    }
 
     if rp.recent_floor_ratio > 0.0 {
         let recent_since = last - (rp.recent_hours * HOUR) as i64;

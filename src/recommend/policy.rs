@@ -97,6 +97,13 @@ pub struct ResourcePolicy {
     pub recent_floor_ratio: f64,
     #[serde(default = "default_recent_hours")]
     pub recent_hours: f64,
+    /// When set, the request is the value minimising idle share + this cost x share of samples above it
+    /// (see [`super::stats::cost_optimal`]), never below the `quantile` rule nor above `upper_quantile`.
+    #[serde(default)]
+    pub violation_cost: Option<f64>,
+    /// Ask the forecast engine for growth over the planning horizon and size for it.
+    #[serde(default)]
+    pub forecast_growth: bool,
     /// Limit as a multiple of the request; absent means no limit.
     #[serde(default)]
     pub limit_ratio: Option<f64>,
@@ -209,6 +216,13 @@ impl Policy {
             }
             if !(r.oom_bump_ratio.is_finite() && r.oom_bump_ratio >= 1.0) {
                 return Err(format!("`{section}.oom_bump_ratio` must be at least 1"));
+            }
+            if let Some(c) = r.violation_cost
+                && !(c.is_finite() && c >= 0.0)
+            {
+                return Err(format!(
+                    "`{section}.violation_cost` must not be negative, got {c}"
+                ));
             }
             for (key, v) in [
                 ("limit_ratio", r.limit_ratio),

@@ -35,6 +35,53 @@ pub fn weighted_quantile(values: &[f64], weights: &[f64], q: f64) -> Option<f64>
     pairs.last().map(|p| p.0)
 }
 
+/// The value `r` minimising `slack(r) + cost * above(r)`: `slack` is the weighted mean unused share of
+/// `r`, `max(0, 1 - v / r)`, and `above` the weighted share of values above `r`. Candidates are the
+/// values themselves times `scale` (a margin), kept within `[lo, hi]`. One more unit of request is
+/// worth buying while it removes more than `cost` of violations per unit of idle share it adds, the
+/// same trade for every series: that is what keeps the average idle share low at a given violation rate.
+pub fn cost_optimal(
+    values: &[f64],
+    weights: &[f64],
+    cost: f64,
+    scale: f64,
+    lo: f64,
+    hi: f64,
+) -> Option<f64> {
+    let mut pairs: Vec<(f64, f64)> = values
+        .iter()
+        .zip(weights)
+        .filter(|(v, w)| v.is_finite() && **w > 0.0)
+        .map(|(v, w)| (*v, *w))
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = pairs.iter().map(|p| p.1).sum();
+    let (mut w_le, mut s_le) = (0.0, 0.0);
+    let mut best: Option<(f64, f64)> = None;
+    for (i, &(v, w)) in pairs.iter().enumerate() {
+        w_le += w;
+        s_le += w * v;
+        // Ties: judge a value once every sample equal to it is counted below it.
+        if pairs.get(i + 1).is_some_and(|n| n.0 == v) {
+            continue;
+        }
+        let r = (v * scale).clamp(lo, hi);
+        if r <= 0.0 {
+            continue;
+        }
+        let slack = (w_le - s_le / r).max(0.0) / total;
+        let above = (total - w_le) / total;
+        let j = slack + cost * above;
+        if best.is_none_or(|(bj, _)| j < bj) {
+            best = Some((j, r));
+        }
+    }
+    best.map(|(_, r)| r).or(Some(lo))
+}
+
 /// Maxima over consecutive windows of `window_secs`, aligned so the last window ends at the last sample
 /// (a partial window at the start still counts: its peak is a real peak). Each peak carries its window's
 /// end time, so recency weighting treats it like a sample taken then.
@@ -86,6 +133,17 @@ mod tests {
     fn weighted_quantile_of_nothing_is_none() {
         assert_eq!(weighted_quantile(&[], &[], 0.5), None);
         assert_eq!(weighted_quantile(&[1.0], &[0.0], 0.5), None);
+    }
+
+    #[test]
+    fn cost_optimal_buys_the_spike_only_when_violations_are_expensive() {
+        // 95 samples at 1, 5 spikes at 10: covering the spikes leaves 90 % of the request idle.
+        let mut v = vec![1.0; 95];
+        v.extend([10.0; 5]);
+        let w = vec![1.0; 100];
+        assert_eq!(cost_optimal(&v, &w, 1.0, 1.0, 0.0, f64::MAX), Some(1.0));
+        assert_eq!(cost_optimal(&v, &w, 100.0, 1.0, 0.0, f64::MAX), Some(10.0));
+        assert_eq!(cost_optimal(&v, &w, 1.0, 1.0, 2.0, f64::MAX), Some(2.0));
     }
 
     #[test]
