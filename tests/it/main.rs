@@ -3,4 +3,5 @@
 
 mod config;
 mod offline_recommend;
+mod simulate;
 mod store;
