@@ -1,0 +1,7 @@
+#!/bin/sh
+# Reproduces docs/rightsizing.md: the comparison table, the per-dataset breakdown and the trade-off plot.
+# Usage: scripts/rightsizing/reproduce.sh [TRACES_DIR]   (default ../shared/data/traces)
+set -eu
+traces=${1:-../shared/data/traces}
+SQLX_OFFLINE=true cargo build --quiet
+./target/debug/headroom bench rightsizing --traces "$traces" --by-dataset --svg docs/rightsizing-tradeoff.svg
