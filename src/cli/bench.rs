@@ -1,16 +1,25 @@
 //! `headroom bench`: measurements on real and synthetic data (accuracy, quality, speed), never asserted
 //! in tests. Each benchmark lives in its own `bench_*.rs` file; this only dispatches.
 
-use super::{CliResult, bench_rightsizing};
+use super::{CliResult, bench_forecast, bench_rightsizing};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
     /// Rightsizing quality on the real traces against VPA, KRR and max/0.7.
     Rightsizing(bench_rightsizing::Args),
+    /// Forecast throughput: N synthetic series with backtesting on all cores.
+    Forecast(bench_forecast::ForecastArgs),
+    /// Forecast accuracy on the traces: last daily origins per series, 24 h ahead, MASE and coverage.
+    Accuracy(bench_forecast::AccuracyArgs),
+    /// Exhaustion on synthetic leaks, growth and flat series, against a 6 h predict_linear.
+    Exhaustion(bench_forecast::ExhaustionArgs),
 }
 
 pub fn run(which: &Bench) -> CliResult {
     match which {
         Bench::Rightsizing(a) => bench_rightsizing::run(a),
+        Bench::Forecast(a) => bench_forecast::run_forecast(a),
+        Bench::Accuracy(a) => bench_forecast::run_accuracy(a),
+        Bench::Exhaustion(a) => bench_forecast::run_exhaustion(a),
     }
 }

@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_forecast;
 mod bench_rightsizing;
+mod exhaustion;
+mod forecast;
 mod recommend;
 
 mod simulate;
@@ -44,6 +47,10 @@ pub enum Command {
     CheckConfig,
     /// Recommend requests and limits from a usage CSV (offline; no database).
     Recommend(recommend::Args),
+    /// Forecast usage with calibrated intervals from a usage CSV (offline; no database).
+    Forecast(forecast::Args),
+    /// When usage reaches each capacity (request, limit, capacity) of a capacity CSV (offline).
+    Exhaustion(exhaustion::Args),
     /// Benchmarks on real data: speed and accuracy, never asserted in tests.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -89,6 +96,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Simulate(ref args) => simulate::run(args),
         Command::Recommend(ref args) => recommend::run(&load_settings(&cli)?, args),
         Command::Bench(ref which) => bench::run(which),
+        Command::Forecast(ref args) => forecast::run(args),
+        Command::Exhaustion(ref args) => exhaustion::run(args),
         Command::CheckConfig => {
             let settings = load_settings(&cli)?;
             print!("{}", summary(&settings));

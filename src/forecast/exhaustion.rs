@@ -1,6 +1,6 @@
 //! Time to exhaustion: when usage reaches a threshold (request, limit, capacity). It follows the
-//! forecast's upper tail, not its median: the chance of reaching the threshold by each step is the
-//! largest per-step exceedance probability so far, read from the backtest residuals.
+//! forecast's peaks, not its median: the chance of reaching the threshold by each hour is the largest
+//! exceedance probability of an hourly peak so far, read from the backtest's hourly peak residuals.
 
 use super::Forecast;
 
@@ -53,8 +53,9 @@ pub fn exhaustion(f: &Forecast, threshold: f64) -> Exhaustion {
     let (p_early, p_late) = ((1.0 - f.level) / 2.0, (1.0 + f.level) / 2.0);
     let (mut eta, mut early, mut late) = (None, None, None);
     let mut reached: f64 = 0.0;
-    for (i, t) in f.times().enumerate() {
-        reached = reached.max(f.prob_at_least(i, threshold));
+    for (b, top) in f.peak_blocks() {
+        let t = f.start + top as i64 * f.step;
+        reached = reached.max(f.peak_prob_at_least(b, top, threshold));
         if early.is_none() && reached >= p_early {
             early = Some(t);
         }

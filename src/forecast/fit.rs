@@ -128,14 +128,16 @@ fn fourier(
     if obs.is_empty() {
         return vec![0.0; horizon];
     }
+    let log = spec.log && obs.iter().all(|&i| y[i] > 0.0);
+    let value = |i: usize| if log { y[i].ln() } else { y[i] };
     // Scale so the ridge penalty means the same for bytes and for cores.
-    let mean = obs.iter().map(|&i| y[i]).sum::<f64>() / obs.len() as f64;
+    let mean = obs.iter().map(|&i| value(i)).sum::<f64>() / obs.len() as f64;
     let scale = obs
         .iter()
-        .map(|&i| (y[i] - mean).abs())
+        .map(|&i| (value(i) - mean).abs())
         .fold(0.0, f64::max)
         .max(1e-12);
-    let z: Vec<f64> = obs.iter().map(|&i| (y[i] - mean) / scale).collect();
+    let z: Vec<f64> = obs.iter().map(|&i| (value(i) - mean) / scale).collect();
     let mut rows = vec![0.0; obs.len() * p];
     for (r, &i) in obs.iter().enumerate() {
         d.row(time(i), &mut rows[r * p..(r + 1) * p]);
@@ -178,7 +180,8 @@ fn fourier(
             d.row(time(end + h), &mut row);
             carried *= decay;
             let v: f64 = row.iter().zip(beta.iter()).map(|(a, b)| a * b).sum();
-            mean + scale * (v + carried)
+            let v = mean + scale * (v + carried);
+            if log { v.exp() } else { v }
         })
         .collect()
 }
@@ -276,6 +279,7 @@ mod tests {
             weekly_harmonics: 0,
             weekly_min_days: 21.0,
             robust: false,
+            log: false,
             offset_halflife_hours: 0.0,
             offset_decay_hours: 6.0,
             ridge: 0.0,

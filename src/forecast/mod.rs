@@ -2,6 +2,7 @@
 //! series' own history (rolling origin), forecasts with the winner and calibrates intervals from its
 //! backtest residuals per lead time. Pure: plain data in, plain data out; no tokio, no sqlx.
 
+pub mod evaluate;
 mod exhaustion;
 mod fit;
 mod model;
@@ -74,6 +75,10 @@ pub struct Forecast {
     /// The model's point forecast before clamping: the centre the residuals were measured from.
     point: Vec<f64>,
     bands: Bands,
+    /// Residuals of the hourly peak (highest actual minus highest forecast in a block of leads).
+    peak_bands: Bands,
+    /// Slots per peak block.
+    block: usize,
 }
 
 impl Forecast {
@@ -83,21 +88,51 @@ impl Forecast {
 
     /// Probability that the value at forecast index `i` is at least `x`, from the backtest residuals.
     pub fn prob_at_least(&self, i: usize, x: f64) -> f64 {
-        let (res, scale) = self.bands.at(i);
-        if res.is_empty() {
-            return if self.p50[i] >= x { 1.0 } else { 0.0 };
-        }
-        if self.nonnegative && x <= 0.0 {
-            return 1.0;
-        }
-        let need = x - self.point[i];
-        let above = if scale > 0.0 {
-            res.len() - res.partition_point(|r| r * scale < need)
-        } else {
-            usize::from(need <= 0.0) * res.len()
-        };
-        above as f64 / (res.len() + 1) as f64
+        tail(
+            &self.bands,
+            i,
+            x - self.point[i],
+            self.nonnegative && x <= 0.0,
+        )
     }
+
+    /// The hourly blocks of the forecast: `(first index, index of the block's highest point)`.
+    pub fn peak_blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.point.len()).step_by(self.block).map(|b| {
+            let e = (b + self.block).min(self.point.len());
+            let top = (b..e)
+                .max_by(|&i, &j| self.point[i].total_cmp(&self.point[j]))
+                .unwrap_or(b);
+            (b, top)
+        })
+    }
+
+    /// Probability that the highest value of the block starting at `b` (peak at `top`) is at least `x`.
+    pub fn peak_prob_at_least(&self, b: usize, top: usize, x: f64) -> f64 {
+        tail(
+            &self.peak_bands,
+            b,
+            x - self.point[top],
+            self.nonnegative && x <= 0.0,
+        )
+    }
+}
+
+/// Share of residuals (scaled for the lead) at or above `need`; `surely` short-cuts a trivial threshold.
+fn tail(bands: &Bands, lead: usize, need: f64, surely: bool) -> f64 {
+    let (res, scale) = bands.at(lead);
+    if surely {
+        return 1.0;
+    }
+    if res.is_empty() {
+        return if need <= 0.0 { 1.0 } else { 0.0 };
+    }
+    let above = if scale > 0.0 {
+        res.len() - res.partition_point(|r| r * scale < need)
+    } else {
+        usize::from(need <= 0.0) * res.len()
+    };
+    above as f64 / (res.len() + 1) as f64
 }
 
 /// Backtest residuals (actual minus point forecast) grouped by lead time, sorted within each bucket.
@@ -109,6 +144,27 @@ struct Bands {
 }
 
 impl Bands {
+    /// Pools residuals indexed by lead into buckets of about 60 or more, so each quantile has support.
+    fn new(by_lead: Vec<Vec<f64>>) -> Self {
+        let bt = by_lead.len().max(1);
+        let total: usize = by_lead.iter().map(Vec::len).sum();
+        let nb = (total / 60).clamp(1, 24).min(bt);
+        let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); nb];
+        for (h, r) in by_lead.into_iter().enumerate() {
+            buckets[h * nb / bt].extend(r);
+        }
+        for b in &mut buckets {
+            b.sort_by(f64::total_cmp);
+        }
+        if total == 0 {
+            buckets.clear();
+        }
+        Self {
+            buckets,
+            backtested: bt,
+        }
+    }
+
     fn at(&self, lead: usize) -> (&[f64], f64) {
         if self.buckets.is_empty() {
             return (&[], 0.0);
@@ -176,14 +232,19 @@ pub fn forecast(points: &[(i64, f64)], opts: &ForecastOptions) -> Result<Forecas
         });
     }
     // Backtest one day ahead (or the horizon, if shorter) from origins a backtest-length apart, each
-    // with at least a day of history before it.
-    let bt = horizon.min(day).min(n - day);
+    // with at least a day of history before it. Long horizons backtest further ahead (up to a third
+    // of the history) so a trend that only shows over days can win the choice.
+    let bt = horizon.min(day.max((n - day) / 3)).min(n - day);
     let origins: Vec<usize> = (1..=opts.max_origins.max(1))
         .map_while(|k| n.checked_sub(k * bt).filter(|&o| o >= day))
         .collect();
-    let mut best: Option<(f64, usize, Vec<Vec<f64>>)> = None;
+    // Peaks are compared hour by hour: the highest actual against the highest forecast of the block.
+    let block = ((3_600 / step) as usize).clamp(1, bt.max(1));
+    type Residuals = (Vec<Vec<f64>>, Vec<Vec<f64>>);
+    let mut best: Option<(f64, usize, Residuals)> = None;
     for (c, spec) in opts.models.iter().enumerate() {
         let mut by_lead: Vec<Vec<f64>> = vec![Vec::new(); bt];
+        let mut peaks: Vec<Vec<f64>> = vec![Vec::new(); bt];
         let (mut sum, mut cnt) = (0.0, 0usize);
         for &o in &origins {
             let pred = fit::predict(spec, &reg.y, reg.t0, step, o, bt);
@@ -195,6 +256,18 @@ pub fn forecast(points: &[(i64, f64)], opts: &ForecastOptions) -> Result<Forecas
                     cnt += 1;
                 }
             }
+            for b in (0..bt).step_by(block) {
+                let e = (b + block).min(bt);
+                let amax = reg.y[o + b..o + e]
+                    .iter()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .fold(f64::NAN, f64::max);
+                let pmax = pred[b..e].iter().copied().fold(f64::NAN, f64::max);
+                if amax.is_finite() {
+                    peaks[b].push(amax - pmax);
+                }
+            }
         }
         let mae = if cnt == 0 {
             f64::INFINITY
@@ -202,30 +275,17 @@ pub fn forecast(points: &[(i64, f64)], opts: &ForecastOptions) -> Result<Forecas
             sum / cnt as f64
         };
         if best.as_ref().is_none_or(|b| mae < b.0) {
-            best = Some((mae, c, by_lead));
+            best = Some((mae, c, (by_lead, peaks)));
         }
     }
-    let (mae, chosen, by_lead) = best.unwrap_or((f64::INFINITY, 0, Vec::new()));
+    let (mae, chosen, (by_lead, peaks)) =
+        best.unwrap_or((f64::INFINITY, 0, (Vec::new(), Vec::new())));
     let spec = &opts.models[chosen];
     let scale = seasonal_naive_scale(&reg.y, day);
     let backtest_mase = (mae.is_finite() && scale > 0.0).then(|| mae / scale);
 
-    let total: usize = by_lead.iter().map(Vec::len).sum();
-    let nb = (total / 60).clamp(1, 24).min(bt.max(1));
-    let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); nb];
-    for (h, r) in by_lead.into_iter().enumerate() {
-        buckets[h * nb / bt.max(1)].extend(r);
-    }
-    for b in &mut buckets {
-        b.sort_by(f64::total_cmp);
-    }
-    if total == 0 {
-        buckets.clear();
-    }
-    let bands = Bands {
-        buckets,
-        backtested: bt.max(1),
-    };
+    let bands = Bands::new(by_lead);
+    let peak_bands = Bands::new(peaks);
 
     let point = fit::predict(spec, &reg.y, reg.t0, step, n, horizon);
     let nonnegative = points.iter().all(|p| p.1 >= 0.0);
@@ -252,6 +312,8 @@ pub fn forecast(points: &[(i64, f64)], opts: &ForecastOptions) -> Result<Forecas
         nonnegative,
         point,
         bands,
+        peak_bands,
+        block,
     })
 }
 
@@ -271,3 +333,44 @@ pub fn seasonal_naive_scale(y: &[f64], day: usize) -> f64 {
 
 #[cfg(test)]
 mod tests;
+
+/// Forecasts many series on all cores (`std::thread::scope`, work handed out one series at a time,
+/// since series lengths differ by orders of magnitude). Results keep the input order.
+pub fn forecast_many(
+    series: &[&[(i64, f64)]],
+    opts: &ForecastOptions,
+) -> Vec<Result<Forecast, ForecastError>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(series.len().max(1));
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<Result<Forecast, ForecastError>>>> =
+        Mutex::new(vec![None; series.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= series.len() {
+                        break;
+                    }
+                    let r = forecast(series[i], opts);
+                    if let Ok(mut o) = out.lock() {
+                        o[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or(Err(ForecastError::BadOptions(
+                "a worker thread failed".into(),
+            )))
+        })
+        .collect()
+}

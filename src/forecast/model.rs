@@ -36,6 +36,10 @@ pub struct ModelSpec {
     /// A second, Huber-weighted pass so restarts and spikes do not bend the fit.
     #[serde(default)]
     pub robust: bool,
+    /// Fit the logarithm (compounding growth, seasonality in proportion to the level); ignored
+    /// for a window with a zero or negative value.
+    #[serde(default)]
+    pub log: bool,
     /// Half-life of the moving average of the last residuals that shifts the forecast; 0 disables it.
     #[serde(default)]
     pub offset_halflife_hours: f64,
@@ -60,7 +64,7 @@ fn default_ridge() -> f64 {
     1e-4
 }
 
-const BUILTIN: [(&str, &str); 3] = [
+const BUILTIN: [(&str, &str); 4] = [
     (
         "seasonal_naive.toml",
         include_str!("../../models/forecast/seasonal_naive.toml"),
@@ -68,6 +72,10 @@ const BUILTIN: [(&str, &str); 3] = [
     (
         "fourier_trend.toml",
         include_str!("../../models/forecast/fourier_trend.toml"),
+    ),
+    (
+        "fourier_growth.toml",
+        include_str!("../../models/forecast/fourier_growth.toml"),
     ),
     (
         "fourier_recent.toml",
