@@ -2,6 +2,9 @@
 //! `#[sqlx::test]`, which creates a fresh database per test from `DATABASE_URL` and drops it afterwards.
 
 mod config;
+mod offline_forecast;
 mod offline_recommend;
+mod prom;
+mod scrape;
 mod simulate;
 mod store;
