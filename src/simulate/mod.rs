@@ -92,7 +92,14 @@ mod tests {
 
     #[test]
     fn output_is_grouped_by_family_and_series_each_in_time_order_and_ends_with_eof() {
-        let (_, stats, text) = text(&spec(12, 1, 300, 1));
+        // Also at the coarsest step allowed, where a short-lived pod could fall between two samples.
+        for step in [300, 3_600] {
+            check_layout(&spec(24, 2, step, 1));
+        }
+    }
+
+    fn check_layout(spec: &ClusterSpec) {
+        let (_, stats, text) = text(spec);
         assert!(text.ends_with("# EOF\n"));
         let mut families_seen = BTreeSet::new();
         let mut series_seen = BTreeSet::new();
@@ -134,6 +141,11 @@ mod tests {
                 "{}",
                 f.name
             );
+            let series = series_seen
+                .iter()
+                .filter(|s| s.split('{').next() == Some(f.name.as_str()))
+                .count();
+            assert_eq!(series as u64, f.series, "{} series", f.name);
         }
         assert_eq!(families_seen.len(), 10);
     }

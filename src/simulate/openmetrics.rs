@@ -48,6 +48,8 @@ pub(crate) struct OmWriter<W: Write> {
     out: W,
     stats: WriteStats,
     line: String,
+    /// A series is counted at its first sample: one without samples does not exist for Prometheus.
+    fresh_series: bool,
 }
 
 impl<W: Write> OmWriter<W> {
@@ -56,6 +58,7 @@ impl<W: Write> OmWriter<W> {
             out,
             stats: WriteStats::default(),
             line: String::with_capacity(512),
+            fresh_series: false,
         }
     }
 
@@ -79,9 +82,9 @@ impl<W: Write> OmWriter<W> {
         let fam = self
             .stats
             .families
-            .last_mut()
+            .last()
             .expect("a family is declared before its series");
-        fam.series += 1;
+        self.fresh_series = true;
         let mut s = fam.name.clone();
         s.push('{');
         for (i, (k, v)) in labels.iter().enumerate() {
@@ -103,6 +106,10 @@ impl<W: Write> OmWriter<W> {
         self.out.write_all(self.line.as_bytes())?;
         if let Some(f) = self.stats.families.last_mut() {
             f.samples += 1;
+            if self.fresh_series {
+                f.series += 1;
+                self.fresh_series = false;
+            }
         }
         Ok(())
     }
@@ -393,4 +400,33 @@ fn ksm_container_labels<'a>(
     }
     l.push(("uid", pod.uid.as_str()));
     l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_get_total_labels_are_escaped_and_empty_series_are_not_counted() {
+        let mut out = Vec::new();
+        let mut w = OmWriter::new(&mut out);
+        w.family("jobs", MetricType::Counter, "Jobs done.").unwrap();
+        let p = w.series(&[("path", "C:\\x"), ("quote", "say \"hi\"\n")]);
+        w.sample(&p, 1, 10).unwrap();
+        w.sample(&p, 2, 20).unwrap();
+        let _never_sampled = w.series(&[("path", "unused")]);
+        w.family("temp", MetricType::Gauge, "Temperature.").unwrap();
+        let stats = w.finish().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "# HELP jobs Jobs done.\n# TYPE jobs counter\n\
+             jobs_total{path=\"C:\\\\x\",quote=\"say \\\"hi\\\"\\n\"} 1 10\n\
+             jobs_total{path=\"C:\\\\x\",quote=\"say \\\"hi\\\"\\n\"} 2 20\n\
+             # HELP temp Temperature.\n# TYPE temp gauge\n# EOF\n"
+        );
+        assert_eq!(stats.family("jobs_total").unwrap().series, 1);
+        assert_eq!(stats.family("jobs_total").unwrap().samples, 2);
+        assert_eq!(stats.family("temp").unwrap().series, 0);
+    }
 }

@@ -169,11 +169,15 @@ async fn a_simulated_cluster_backfills_into_prometheus_with_every_series_sample_
         .workloads
         .iter()
         .flat_map(|w| {
-            w.pods.iter().flat_map(move |p| {
-                p.containers
-                    .iter()
-                    .map(move |c| (w.namespace.clone(), p.name.clone(), c.name.clone()))
-            })
+            let cluster = &cluster;
+            w.pods
+                .iter()
+                .filter(move |p| cluster.sample_times(p).next().is_some())
+                .flat_map(move |p| {
+                    p.containers
+                        .iter()
+                        .map(move |c| (w.namespace.clone(), p.name.clone(), c.name.clone()))
+                })
         })
         .collect();
     let got: BTreeSet<(String, String, String)> = prom
