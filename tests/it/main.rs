@@ -3,6 +3,7 @@
 
 mod config;
 mod offline_forecast;
+mod offline_forecast;
 mod offline_recommend;
 mod prom;
 mod scrape;
