@@ -3,9 +3,6 @@
 
 mod config;
 mod offline_forecast;
-mod offline_forecast;
 mod offline_recommend;
-mod prom;
-mod scrape;
 mod simulate;
 mod store;
