@@ -132,7 +132,7 @@ fn escape_into(s: &mut String, v: &str) {
     }
 }
 
-const KSM_INSTANCE: &str = "10.0.255.10:8080";
+pub(crate) const KSM_INSTANCE: &str = "10.0.255.10:8080";
 
 /// Writes the whole simulated cluster as OpenMetrics text; returns what was written per metric.
 /// Wrap a file in a `BufWriter`: the writer issues one small write per sample.
@@ -272,16 +272,12 @@ pub fn write_cluster<W: Write>(cluster: &Cluster, out: W) -> io::Result<WriteSta
         "Information about the Pod's owner.",
     )?;
     for (wl, pod) in pods(cluster) {
-        let prefix = w.series(&[
-            ("instance", KSM_INSTANCE),
-            ("job", "kube-state-metrics"),
-            ("namespace", &wl.namespace),
-            ("owner_is_controller", "true"),
-            ("owner_kind", &pod.owner_kind),
-            ("owner_name", &pod.owner_name),
+        let prefix = w.series(&owner_labels(
+            &wl.namespace,
             ("pod", &pod.name),
-            ("uid", &pod.uid),
-        ]);
+            (&pod.owner_kind, &pod.owner_name),
+            Some(&pod.uid),
+        ));
         for t in cluster.sample_times(pod) {
             w.sample(&prefix, 1, t)?;
         }
@@ -295,15 +291,12 @@ pub fn write_cluster<W: Write>(cluster: &Cluster, out: W) -> io::Result<WriteSta
     )?;
     for wl in &cluster.workloads {
         for rs in &wl.replica_sets {
-            let prefix = w.series(&[
-                ("instance", KSM_INSTANCE),
-                ("job", "kube-state-metrics"),
-                ("namespace", &wl.namespace),
-                ("owner_is_controller", "true"),
-                ("owner_kind", wl.kind.as_str()),
-                ("owner_name", &wl.name),
+            let prefix = w.series(&owner_labels(
+                &wl.namespace,
                 ("replicaset", &rs.name),
-            ]);
+                (wl.kind.as_str(), &wl.name),
+                None,
+            ));
             for k in cluster.grid(rs.created, cluster.end) {
                 w.sample(&prefix, 1, cluster.start + k * cluster.step)?;
             }
@@ -379,6 +372,26 @@ fn cadvisor_labels<'a>(
         ("node", pod.node.as_str()),
         ("pod", pod.name.as_str()),
     ]);
+    l
+}
+
+/// Labels of `kube_pod_owner` (object `pod`) and `kube_replicaset_owner` (object `replicaset`).
+pub(crate) fn owner_labels<'a>(
+    namespace: &'a str,
+    object: (&'static str, &'a str),
+    owner: (&'a str, &'a str),
+    uid: Option<&'a str>,
+) -> Vec<(&'static str, &'a str)> {
+    let mut l = vec![
+        ("instance", KSM_INSTANCE),
+        ("job", "kube-state-metrics"),
+        ("namespace", namespace),
+        ("owner_is_controller", "true"),
+        ("owner_kind", owner.0),
+        ("owner_name", owner.1),
+        object,
+    ];
+    l.extend(uid.map(|u| ("uid", u)));
     l
 }
 

@@ -7,14 +7,13 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::openmetrics::{MetricType, OmWriter, WriteStats};
+use super::openmetrics::{KSM_INSTANCE as KSM, MetricType, OmWriter, WriteStats, owner_labels};
 use super::rng::{Rng, mix};
 use crate::offline::{CapacityTable, UsageSeries};
 
 const WEEK: i64 = 7 * 86_400;
 const NODE: &str = "replay-000";
 const KUBELET: &str = "10.0.0.10:10250";
-const KSM: &str = "10.0.255.10:8080";
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Assumptions that turn relative units into cores and bytes.
@@ -237,42 +236,36 @@ pub fn replay<W: Write>(
         }
     }
 
-    w.family(
-        "kube_pod_owner",
-        MetricType::Gauge,
-        "Information about the Pod's owner.",
-    )?;
-    for t in &targets {
-        let prefix = w.series(&[
-            ("instance", KSM),
-            ("job", "kube-state-metrics"),
-            ("namespace", &t.out.namespace),
-            ("owner_is_controller", "true"),
-            ("owner_kind", "ReplicaSet"),
-            ("owner_name", &t.out.replica_set),
-            ("pod", &t.out.pod),
-        ]);
-        for ts in times(t) {
-            w.sample(&prefix, 1, ts + shift)?;
-        }
-    }
-    w.family(
-        "kube_replicaset_owner",
-        MetricType::Gauge,
-        "Information about the ReplicaSet's owner.",
-    )?;
-    for t in &targets {
-        let prefix = w.series(&[
-            ("instance", KSM),
-            ("job", "kube-state-metrics"),
-            ("namespace", &t.out.namespace),
-            ("owner_is_controller", "true"),
-            ("owner_kind", "Deployment"),
-            ("owner_name", &t.out.workload),
-            ("replicaset", &t.out.replica_set),
-        ]);
-        for ts in times(t) {
-            w.sample(&prefix, 1, ts + shift)?;
+    for (family, help, of_pod) in [
+        ("kube_pod_owner", "Information about the Pod's owner.", true),
+        (
+            "kube_replicaset_owner",
+            "Information about the ReplicaSet's owner.",
+            false,
+        ),
+    ] {
+        w.family(family, MetricType::Gauge, help)?;
+        for t in &targets {
+            let o = &t.out;
+            let labels = if of_pod {
+                owner_labels(
+                    &o.namespace,
+                    ("pod", &o.pod),
+                    ("ReplicaSet", &o.replica_set),
+                    None,
+                )
+            } else {
+                owner_labels(
+                    &o.namespace,
+                    ("replicaset", &o.replica_set),
+                    ("Deployment", &o.workload),
+                    None,
+                )
+            };
+            let prefix = w.series(&labels);
+            for ts in times(t) {
+                w.sample(&prefix, 1, ts + shift)?;
+            }
         }
     }
     let stats = w.finish()?;
