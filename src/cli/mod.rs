@@ -15,6 +15,7 @@ mod exhaustion;
 mod forecast;
 mod recommend;
 
+mod scrape;
 mod simulate;
 
 use crate::config::{Settings, Sources};
@@ -54,6 +55,8 @@ pub enum Command {
     /// Benchmarks on real data: speed and accuracy, never asserted in tests.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Pull new samples from the configured Prometheus sources into Postgres once, then exit.
+    Scrape(scrape::Args),
     /// Write a simulated cluster's history (or a replayed trace) as OpenMetrics text for promtool.
     Simulate(simulate::SimulateArgs),
 }
@@ -91,21 +94,46 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What every command may need besides its own arguments.
+pub struct Context {
+    pub config: Option<PathBuf>,
+    pub log_json: bool,
+}
+
+impl Context {
+    /// Loads the layered configuration (any fault is the caller's: exit status 2) and starts logging.
+    pub fn settings(&self) -> Result<Settings, Failure> {
+        let settings = Settings::load(&Sources::from_env(self.config.clone()))
+            .map_err(|e| Failure::BadInput(e.into()))?;
+        let format = if self.log_json {
+            crate::config::LogFormat::Json
+        } else {
+            settings.telemetry.format
+        };
+        crate::telemetry::init(format, &settings.telemetry.filter);
+        Ok(settings)
+    }
+}
+
 fn run(cli: Cli) -> CliResult {
+    let ctx = Context {
+        config: cli.config,
+        log_json: cli.log_json,
+    };
     match cli.command {
-        Command::Simulate(ref args) => simulate::run(args),
-        Command::Recommend(ref args) => recommend::run(&load_settings(&cli)?, args),
-        Command::Bench(ref which) => bench::run(which),
-        Command::Forecast(ref args) => forecast::run(args),
-        Command::Exhaustion(ref args) => exhaustion::run(args),
         Command::CheckConfig => {
-            let settings = load_settings(&cli)?;
+            let settings = Settings::load(&Sources::from_env(ctx.config.clone()))
+                .map_err(|e| Failure::BadInput(e.into()))?;
             print!("{}", summary(&settings));
             Ok(())
         }
+        Command::Recommend(ref args) => recommend::run(&ctx.settings()?, args),
+        Command::Bench(ref which) => bench::run(which),
+        Command::Forecast(ref args) => forecast::run(args),
+        Command::Exhaustion(ref args) => exhaustion::run(args),
+        Command::Simulate(ref args) => simulate::run(args),
         Command::Migrate => {
-            let settings = load_settings(&cli)?;
-            init_telemetry(&cli, &settings);
+            let settings = ctx.settings()?;
             runtime()?.block_on(async {
                 let store = connect(&settings)?;
                 let applied = store
@@ -116,27 +144,13 @@ fn run(cli: Cli) -> CliResult {
                 Ok(())
             })
         }
+        Command::Scrape(args) => scrape::run(ctx.settings()?, args),
         Command::Serve => {
-            let settings = load_settings(&cli)?;
-            init_telemetry(&cli, &settings);
+            let settings = ctx.settings()?;
             runtime()?.block_on(crate::server::serve(settings))?;
             Ok(())
         }
     }
-}
-
-/// Loads the layered configuration; any fault is the caller's (exit status 2).
-pub fn load_settings(cli: &Cli) -> Result<Settings, Failure> {
-    Settings::load(&Sources::from_env(cli.config.clone())).map_err(|e| Failure::BadInput(e.into()))
-}
-
-fn init_telemetry(cli: &Cli, settings: &Settings) {
-    let format = if cli.log_json {
-        crate::config::LogFormat::Json
-    } else {
-        settings.telemetry.format
-    };
-    crate::telemetry::init(format, &settings.telemetry.filter);
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -4,6 +4,7 @@
 
 pub mod codec;
 mod inventory;
+mod marks;
 mod samples;
 
 use std::collections::HashSet;

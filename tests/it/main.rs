@@ -4,5 +4,7 @@
 mod config;
 mod offline_forecast;
 mod offline_recommend;
+mod prom;
+mod scrape;
 mod simulate;
 mod store;

@@ -1,0 +1,410 @@
+//! The HTTP side of one source: one `reqwest::Client` with its auth, TLS and headers, a semaphore that
+//! bounds the queries in flight, and retries with exponential backoff and jitter for failures a retry can
+//! help (timeouts, refused connections, 5xx, 429, truncated or garbage bodies).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::Semaphore;
+
+use super::parse::{ParseError, QueryResult, parse_query_response};
+use crate::config::{Secret, SourceSettings};
+use crate::metrics::{Metrics, SourceErrorLabels, SourceLabels};
+
+/// Why a request to a source failed, after retries where they made sense.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("source {source_name}: request timed out after {secs}s")]
+    Timeout { source_name: String, secs: u64 },
+    #[error("source {source_name}: cannot connect: {reason}")]
+    Connect { source_name: String, reason: String },
+    #[error("source {source_name}: HTTP {status}: {body}")]
+    Http {
+        source_name: String,
+        status: u16,
+        body: String,
+    },
+    #[error("source {source_name}: {error}")]
+    Answer {
+        source_name: String,
+        error: ParseError,
+    },
+    #[error("source {source_name}: the query would load too many samples: {message}")]
+    TooManySamples {
+        source_name: String,
+        message: String,
+    },
+    #[error("source {source_name}: invalid configuration: {reason}")]
+    Config { source_name: String, reason: String },
+}
+
+impl ScrapeError {
+    /// The `kind` label of the error counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ScrapeError::Timeout { .. } => "timeout",
+            ScrapeError::Connect { .. } => "connect",
+            ScrapeError::Http { status, .. } if *status >= 500 => "http_5xx",
+            ScrapeError::Http { .. } => "http_4xx",
+            ScrapeError::Answer {
+                error: ParseError::Prometheus { .. },
+                ..
+            } => "prometheus_error",
+            ScrapeError::Answer { .. } => "garbage",
+            ScrapeError::TooManySamples { .. } => "too_many_samples",
+            ScrapeError::Config { .. } => "config",
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            ScrapeError::Timeout { .. } | ScrapeError::Connect { .. } => true,
+            ScrapeError::Http { status, .. } => *status >= 500 || *status == 429,
+            ScrapeError::Answer { error, .. } => match error {
+                ParseError::Prometheus { error_type, .. } => {
+                    matches!(
+                        error_type.as_str(),
+                        "timeout" | "unavailable" | "internal" | "canceled"
+                    )
+                }
+                // A proxy's HTML page or a body cut short: the next try may well be whole.
+                ParseError::NotJson { .. } | ParseError::Shape(_) => true,
+            },
+            ScrapeError::TooManySamples { .. } | ScrapeError::Config { .. } => false,
+        }
+    }
+}
+
+/// Backoff between attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A client for one Prometheus-compatible source.
+#[derive(Clone)]
+pub struct SourceClient {
+    pub name: String,
+    base: reqwest::Url,
+    http: reqwest::Client,
+    auth: Auth,
+    /// Bounds concurrent queries so a backfill never floods the source.
+    in_flight: Arc<Semaphore>,
+    retry: RetryPolicy,
+    timeout_secs: u64,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Clone)]
+enum Auth {
+    None,
+    Bearer(Secret),
+    Basic(String, Secret),
+}
+
+impl SourceClient {
+    pub fn new(
+        src: &SourceSettings,
+        timeout_secs: u64,
+        max_in_flight: usize,
+        retry: RetryPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ScrapeError> {
+        let cfg = |reason: String| ScrapeError::Config {
+            source_name: src.name.clone(),
+            reason,
+        };
+        let mut base = reqwest::Url::parse(&src.url).map_err(|e| cfg(format!("url: {e}")))?;
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in &src.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| cfg(format!("header {k}: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| cfg(format!("header {k}: {e}")))?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("headroom/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(timeout_secs))
+            .connect_timeout(Duration::from_secs(timeout_secs.min(10)))
+            .default_headers(headers);
+        if src.tls.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(ca) = &src.tls.ca_file {
+            let pem =
+                std::fs::read(ca).map_err(|e| cfg(format!("tls.ca_file {}: {e}", ca.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| cfg(format!("tls.ca_file: {e}")))?
+            {
+                builder = builder.tls_certs_merge([cert]);
+            }
+        }
+        let http = builder.build().map_err(|e| cfg(e.to_string()))?;
+        let resolve = |r: &crate::config::SecretRef, key: &str| {
+            r.resolve(key)
+                .map_err(|e| cfg(e.to_string()))?
+                .ok_or_else(|| cfg(format!("{key} is empty")))
+        };
+        let auth = match (&src.bearer_token, &src.basic_auth) {
+            (Some(t), _) => Auth::Bearer(resolve(t, "bearer_token")?),
+            (None, Some(b)) => Auth::Basic(
+                b.username.clone(),
+                resolve(&b.password, "basic_auth.password")?,
+            ),
+            (None, None) => Auth::None,
+        };
+        Ok(Self {
+            name: src.name.clone(),
+            base,
+            http,
+            auth,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            retry,
+            timeout_secs,
+            metrics,
+        })
+    }
+
+    fn labels(&self) -> SourceLabels {
+        SourceLabels {
+            source: self.name.clone(),
+        }
+    }
+
+    /// `/api/v1/query_range` from `start` to `end` inclusive at `step` seconds.
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryResult, ScrapeError> {
+        let params = [
+            ("query", query.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.to_string()),
+        ];
+        self.get_json("api/v1/query_range", &params).await
+    }
+
+    /// `/api/v1/query` at `time`.
+    pub async fn query(&self, query: &str, time: i64) -> Result<QueryResult, ScrapeError> {
+        let params = [("query", query.to_string()), ("time", time.to_string())];
+        self.get_json("api/v1/query", &params).await
+    }
+
+    /// `/federate` with the given series selectors: the current value of every matching series, in the text
+    /// exposition format.
+    pub async fn federate(
+        &self,
+        selectors: &[&str],
+    ) -> Result<Vec<prometheus_parse::Sample>, ScrapeError> {
+        let params: Vec<(&str, String)> = selectors
+            .iter()
+            .map(|s| ("match[]", s.to_string()))
+            .collect();
+        self.get_with_retries("federate", &params, false, |body| {
+            let text = String::from_utf8_lossy(body);
+            let lines = text.lines().map(|l| Ok(l.to_string()));
+            let scrape =
+                prometheus_parse::Scrape::parse(lines).map_err(|e| ScrapeError::Answer {
+                    source_name: self.name.clone(),
+                    error: ParseError::Shape(format!("federate body: {e}")),
+                })?;
+            Ok(scrape.samples)
+        })
+        .await
+    }
+
+    async fn get_json(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<QueryResult, ScrapeError> {
+        self.get_with_retries(path, params, true, |body| {
+            parse_query_response(body).map_err(|error| self.classify_answer(error))
+        })
+        .await
+    }
+
+    fn classify_answer(&self, error: ParseError) -> ScrapeError {
+        if let ParseError::Prometheus { message, .. } = &error
+            && (message.contains("too many samples") || message.contains("11,000 points"))
+        {
+            return ScrapeError::TooManySamples {
+                source_name: self.name.clone(),
+                message: message.clone(),
+            };
+        }
+        ScrapeError::Answer {
+            source_name: self.name.clone(),
+            error,
+        }
+    }
+
+    /// Sends the request and parses the answer, retrying both: a body cut short parses badly, and the
+    /// next try may well be whole.
+    async fn get_with_retries<T>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        json: bool,
+        parse: impl Fn(&[u8]) -> Result<T, ScrapeError>,
+    ) -> Result<T, ScrapeError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = {
+                let _permit = self
+                    .in_flight
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
+                self.get_once(path, params, json).await
+            };
+            match result.and_then(|body| parse(&body)) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    self.metrics
+                        .scrape_errors
+                        .get_or_create(&SourceErrorLabels {
+                            source: self.name.clone(),
+                            kind: e.kind().into(),
+                        })
+                        .inc();
+                    if !e.retryable() || attempt >= self.retry.attempts {
+                        return Err(e);
+                    }
+                    let delay = backoff(self.retry, attempt);
+                    tracing::warn!(source = %self.name, path, attempt, error = %e, delay_ms = delay.as_millis() as u64, "request failed; retrying");
+                    self.metrics
+                        .scrape_retries
+                        .get_or_create(&self.labels())
+                        .inc();
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn get_once(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        json: bool,
+    ) -> Result<Vec<u8>, ScrapeError> {
+        let url = self.base.join(path).map_err(|e| ScrapeError::Config {
+            source_name: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut req = self.http.get(url).query(params);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Bearer(t) => req.bearer_auth(t.expose()),
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p.expose())),
+        };
+        let started = Instant::now();
+        self.metrics
+            .scrape_requests
+            .get_or_create(&self.labels())
+            .inc();
+        let outcome = async {
+            let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+            let status = resp.status();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(e))?
+                .to_vec();
+            Ok::<_, ScrapeError>((status, body))
+        }
+        .await;
+        self.metrics
+            .scrape_request_seconds
+            .get_or_create(&self.labels())
+            .observe(started.elapsed().as_secs_f64());
+        let (status, body) = outcome?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        // Prometheus sends its error JSON with 400, 422, 503...: prefer its words to a bare status.
+        if json
+            && let Err(error) = parse_query_response(&body)
+            && matches!(error, ParseError::Prometheus { .. })
+        {
+            let e = self.classify_answer(error);
+            if status.is_server_error() && !matches!(e, ScrapeError::TooManySamples { .. }) {
+                return Err(ScrapeError::Http {
+                    source_name: self.name.clone(),
+                    status: status.as_u16(),
+                    body: e.to_string(),
+                });
+            }
+            return Err(e);
+        }
+        Err(ScrapeError::Http {
+            source_name: self.name.clone(),
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_string(),
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ScrapeError {
+        if e.is_timeout() {
+            ScrapeError::Timeout {
+                source_name: self.name.clone(),
+                secs: self.timeout_secs,
+            }
+        } else if e.is_connect() {
+            ScrapeError::Connect {
+                source_name: self.name.clone(),
+                reason: e.to_string(),
+            }
+        } else {
+            // The body was cut off or the connection dropped mid-answer.
+            ScrapeError::Answer {
+                source_name: self.name.clone(),
+                error: ParseError::Shape(format!("transfer failed: {e}")),
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a random delay up to `base * 2^(attempt-1)`, capped.
+fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    let cap = policy
+        .base
+        .saturating_mul(1u32 << (attempt - 1).min(16))
+        .min(policy.max);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    // splitmix64 of the clock's nanoseconds: enough spread that replicas do not retry in lockstep.
+    let mut z = nanos.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let frac = (z >> 11) as f64 / (1u64 << 53) as f64;
+    cap.mul_f64(0.5 + 0.5 * frac)
+}

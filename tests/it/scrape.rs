@@ -1,0 +1,378 @@
+//! The scraper against a real Prometheus backfilled with promtool.
+
+use std::sync::Arc;
+
+use headroom::config::Settings;
+use headroom::metrics::Metrics;
+use headroom::scrape::{RunOptions, SourceScraper};
+use headroom::store::Store;
+use sqlx::PgPool;
+
+use crate::prom::{Fault, FaultProxy, TestPrometheus};
+
+/// 2024-01-01T00:00:00Z, a fixed origin so runs are reproducible.
+const T0: i64 = 1_704_067_200;
+const STEP: i64 = 60;
+
+/// A small cluster in OpenMetrics: Deployment `api` (ReplicaSet api-6d4cf56db6, pods a and b, the second
+/// one starting halfway), StatefulSet `db` (db-0, restarted by an OOM kill at hour 12), over `hours` hours.
+fn fixture(hours: i64) -> String {
+    let n = hours * 60;
+    let mut s = String::new();
+    let pods = [
+        ("api-6d4cf56db6-aaaaa", "app", 0, n),
+        ("api-6d4cf56db6-bbbbb", "app", n / 2, n),
+        ("db-0", "db", 0, n),
+    ];
+    s.push_str("# TYPE container_cpu_usage_seconds_total counter\n");
+    for (pod, c, from, to) in pods {
+        let mut total = 0.0;
+        for i in from..to {
+            total += 0.5 * STEP as f64; // half a core
+            s.push_str(&format!(
+                "container_cpu_usage_seconds_total{{namespace=\"shop\",pod=\"{pod}\",container=\"{c}\"}} {total} {}\n",
+                T0 + i * STEP
+            ));
+        }
+    }
+    s.push_str("# TYPE container_memory_working_set_bytes gauge\n");
+    for (k, (pod, c, from, to)) in pods.iter().enumerate() {
+        for i in *from..*to {
+            let v = 100_000_000.0 * (k + 1) as f64 + i as f64;
+            s.push_str(&format!(
+                "container_memory_working_set_bytes{{namespace=\"shop\",pod=\"{pod}\",container=\"{c}\"}} {v} {}\n",
+                T0 + i * STEP
+            ));
+        }
+    }
+    s.push_str("# TYPE kube_pod_container_resource_requests gauge\n");
+    for (pod, c, from, to) in pods {
+        for (res, unit, v) in [("cpu", "core", 1.0), ("memory", "byte", 536_870_912.0)] {
+            for i in from..to {
+                s.push_str(&format!(
+                    "kube_pod_container_resource_requests{{namespace=\"shop\",pod=\"{pod}\",container=\"{c}\",resource=\"{res}\",unit=\"{unit}\"}} {v} {}\n",
+                    T0 + i * STEP
+                ));
+            }
+        }
+    }
+    s.push_str("# TYPE kube_pod_owner gauge\n");
+    for (pod, kind, name) in [
+        ("api-6d4cf56db6-aaaaa", "ReplicaSet", "api-6d4cf56db6"),
+        ("api-6d4cf56db6-bbbbb", "ReplicaSet", "api-6d4cf56db6"),
+        ("db-0", "StatefulSet", "db"),
+    ] {
+        let (from, to) = pods
+            .iter()
+            .find(|p| p.0 == pod)
+            .map(|p| (p.2, p.3))
+            .unwrap();
+        for i in from..to {
+            s.push_str(&format!(
+                "kube_pod_owner{{namespace=\"shop\",pod=\"{pod}\",owner_kind=\"{kind}\",owner_name=\"{name}\",owner_is_controller=\"true\"}} 1 {}\n",
+                T0 + i * STEP
+            ));
+        }
+    }
+    s.push_str("# TYPE kube_replicaset_owner gauge\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "kube_replicaset_owner{{namespace=\"shop\",replicaset=\"api-6d4cf56db6\",owner_kind=\"Deployment\",owner_name=\"api\"}} 1 {}\n",
+            T0 + i * STEP
+        ));
+    }
+    s.push_str("# TYPE kube_pod_container_status_restarts_total counter\n");
+    for i in 0..n {
+        let v = if i >= n / 2 { 1 } else { 0 };
+        s.push_str(&format!(
+            "kube_pod_container_status_restarts_total{{namespace=\"shop\",pod=\"db-0\",container=\"db\"}} {v} {}\n",
+            T0 + i * STEP
+        ));
+    }
+    s.push_str("# TYPE kube_pod_container_status_last_terminated_reason gauge\n");
+    for i in n / 2..n {
+        s.push_str(&format!(
+            "kube_pod_container_status_last_terminated_reason{{namespace=\"shop\",pod=\"db-0\",container=\"db\",reason=\"OOMKilled\"}} 1 {}\n",
+            T0 + i * STEP
+        ));
+    }
+    s.push_str("# EOF\n");
+    s
+}
+
+fn settings(url: &str) -> Settings {
+    settings_with(url, 10_000)
+}
+
+fn settings_with(url: &str, max_points: u64) -> Settings {
+    Settings::from_toml(&format!(
+        "[scrape]\nstep_secs = 60\ntimeout_secs = 2\nmax_in_flight = 2\nmax_points_per_query = {max_points}\n[[sources]]\nname = \"test\"\nurl = \"{url}\"\n"
+    ))
+    .unwrap()
+}
+
+type ScrapeResult = Result<headroom::scrape::SourceReport, headroom::scrape::Error>;
+
+async fn scrape(store: &Store, url: &str, end: i64, backfill: i64) -> ScrapeResult {
+    scrape_with(store, settings(url), end, backfill).await
+}
+
+async fn scrape_with(store: &Store, s: Settings, end: i64, backfill: i64) -> ScrapeResult {
+    let scraper =
+        SourceScraper::new(&s.sources[0], &s.scrape, store.clone(), Metrics::new()).await?;
+    scraper
+        .run(RunOptions {
+            end,
+            backfill_secs: backfill,
+            progress: false,
+        })
+        .await
+}
+
+async fn series_id(pool: &PgPool, workload: &str, kind: &str, metric: &str) -> i64 {
+    sqlx::query_scalar(
+        "select s.id from series s join container c on c.id = s.container_id join workload w on w.id = c.workload_id
+         where w.name = $1 and w.kind = $2 and s.metric = $3",
+    )
+    .bind(workload)
+    .bind(kind)
+    .bind(metric)
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("no series {workload}/{kind}/{metric}: {e}"))
+}
+
+async fn total_samples(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select coalesce(sum(n_samples), 0)::bigint from sample_chunk")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn scrape_stores_what_prometheus_holds_resolves_owners_and_adds_nothing_twice(pool: PgPool) {
+    let prom = TestPrometheus::start(fixture(24).as_bytes());
+    let store = Store::from_pool(pool.clone());
+    let end = T0 + 24 * 3_600 - STEP;
+    let report = scrape(&store, &prom.url, end, 24 * 3_600).await.unwrap();
+    assert!(report.samples_written > 0);
+
+    // Workloads and their controllers.
+    let workloads: Vec<(String, String)> =
+        sqlx::query_as("select kind, name from workload order by name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        workloads,
+        vec![
+            ("Deployment".into(), "api".into()),
+            ("StatefulSet".into(), "db".into())
+        ]
+    );
+
+    // Memory: every minute of the window is stored, the mean is per replica and replicas are counted.
+    let mem = series_id(&pool, "api", "Deployment", "memory_usage").await;
+    let points = store.read_samples(mem, T0, end + 1).await.unwrap();
+    assert_eq!(points.len(), 24 * 60, "one sample per step");
+    let replicas = series_id(&pool, "api", "Deployment", "replicas").await;
+    let r = store.read_samples(replicas, T0, end + 1).await.unwrap();
+    assert_eq!(r.first().unwrap().1, 1.0);
+    assert_eq!(r.last().unwrap().1, 2.0);
+    let last = points.last().unwrap();
+    let i = (last.0 - T0) / STEP;
+    let expected = (100_000_000.0 + i as f64 + 200_000_000.0 + i as f64) / 2.0;
+    assert!(
+        (last.1 - expected).abs() / expected < 1e-6,
+        "{} vs {expected}",
+        last.1
+    );
+
+    // CPU: half a core per replica once the rate window has filled.
+    let cpu = series_id(&pool, "api", "Deployment", "cpu_usage").await;
+    let c = store.read_samples(cpu, T0 + 3_600, end + 1).await.unwrap();
+    // Prometheus' rate() under-reads the first minutes of a new pod; skip the 10 minutes after pod b starts.
+    let b_start = T0 + 12 * 3_600;
+    let off: Vec<_> = c
+        .iter()
+        .filter(|p| !(b_start..b_start + 600).contains(&p.0))
+        .filter(|p| (p.1 - 0.5).abs() > 0.01)
+        .collect();
+    assert!(off.is_empty(), "{off:?}");
+
+    // Requests and the OOM kill of db-0.
+    let req = series_id(&pool, "db", "StatefulSet", "memory_request").await;
+    assert_eq!(
+        store.read_samples(req, T0, end + 1).await.unwrap()[0].1,
+        536_870_912.0
+    );
+    let oom = series_id(&pool, "db", "StatefulSet", "oom_kills").await;
+    let kills: f64 = store
+        .read_samples(oom, T0, end + 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.1)
+        .sum();
+    assert_eq!(kills, 1.0);
+
+    // The number of stored memory samples equals what Prometheus holds for the window.
+    let held = prom_count(
+        &prom.url,
+        "count_over_time(container_memory_working_set_bytes{pod=\"db-0\"}[1d])",
+        end,
+    )
+    .await;
+    let db_mem = series_id(&pool, "db", "StatefulSet", "memory_usage").await;
+    assert_eq!(
+        store.count_samples(db_mem, T0, end + 1).await.unwrap() as i64,
+        held
+    );
+
+    // A second scrape of the same window adds nothing.
+    let before = total_samples(&pool).await;
+    let again = scrape(&store, &prom.url, end, 24 * 3_600).await.unwrap();
+    assert_eq!(again.samples_written, 0);
+    assert_eq!(total_samples(&pool).await, before);
+}
+
+async fn prom_count(url: &str, query: &str, at: i64) -> i64 {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", query), ("time", &at.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn an_incremental_scrape_resumes_at_the_mark(pool: PgPool) {
+    let prom = TestPrometheus::start(fixture(12).as_bytes());
+    let store = Store::from_pool(pool.clone());
+    let mid = T0 + 6 * 3_600;
+    let end = T0 + 12 * 3_600 - STEP;
+    scrape(&store, &prom.url, mid, 12 * 3_600).await.unwrap();
+    let mem = series_id(&pool, "db", "StatefulSet", "memory_usage").await;
+    let first = store.count_samples(mem, T0, end + 1).await.unwrap();
+    let report = scrape(&store, &prom.url, end, 12 * 3_600).await.unwrap();
+    let total = store.count_samples(mem, T0, end + 1).await.unwrap();
+    assert_eq!(total, 12 * 60);
+    assert_eq!(first + ((end - mid) / STEP) as usize, total);
+    // Resuming queried only the new part.
+    assert!(
+        report.samples_received < 12 * 60 * 12,
+        "{}",
+        report.samples_received
+    );
+}
+
+#[sqlx::test]
+async fn faults_are_retried_counted_and_lose_nothing(pool: PgPool) {
+    let prom = TestPrometheus::start(fixture(6).as_bytes());
+    let proxy = FaultProxy::start(
+        &prom.url,
+        vec![
+            Fault::Http500,
+            Fault::Html502,
+            Fault::Truncated,
+            Fault::Pass,
+            Fault::PrometheusError422,
+            Fault::Slow,
+        ],
+    )
+    .await;
+    let store = Store::from_pool(pool.clone());
+    let end = T0 + 6 * 3_600 - STEP;
+    let s = settings(&proxy.url);
+    let metrics = Metrics::new();
+    let scraper = SourceScraper::new(
+        &s.sources[0],
+        &s.scrape,
+        store.clone(),
+        Arc::clone(&metrics),
+    )
+    .await
+    .unwrap();
+    scraper
+        .run(RunOptions {
+            end,
+            backfill_secs: 6 * 3_600,
+            progress: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        metrics.error_count("test", "http_5xx"),
+        2,
+        "{}",
+        metrics.render()
+    );
+    assert!(
+        metrics.error_count("test", "garbage") >= 1,
+        "{}",
+        metrics.render()
+    );
+    assert!(
+        metrics.error_count("test", "timeout") >= 1,
+        "{}",
+        metrics.render()
+    );
+
+    // Everything arrived despite the faults: same as a clean scrape of the same Prometheus.
+    let clean_pool = pool.clone();
+    let mem = series_id(&clean_pool, "db", "StatefulSet", "memory_usage").await;
+    assert_eq!(store.count_samples(mem, T0, end + 1).await.unwrap(), 6 * 60);
+}
+
+#[sqlx::test]
+async fn prometheus_killed_mid_backfill_ends_complete_after_restart(pool: PgPool) {
+    let mut prom = TestPrometheus::start(fixture(48).as_bytes());
+    // The proxy holds every request after the 40th, so the kill lands in the middle of the backfill.
+    let proxy = FaultProxy::start_gated(&prom.url, vec![], 40).await;
+    let store = Store::from_pool(pool.clone());
+    let end = T0 + 48 * 3_600 - STEP;
+    let (url, store2) = (proxy.url.clone(), store.clone());
+    // Small windows: the 48 hours take many requests, so the gate closes well before the end.
+    let scrape_task = tokio::spawn(async move {
+        scrape_with(&store2, settings_with(&url, 120), end, 48 * 3_600).await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.requests.load(std::sync::atomic::Ordering::SeqCst) < 41 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backfill never reached the gate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    prom.kill();
+    proxy.release();
+    let first = scrape_task.await.unwrap();
+    assert!(
+        first.is_err(),
+        "the backfill cannot succeed with Prometheus gone"
+    );
+    let partial = total_samples(&pool).await;
+    assert!(partial > 0, "what was fetched before the kill is stored");
+
+    prom.restart();
+    scrape(&store, &proxy.url, end, 48 * 3_600).await.unwrap();
+    let mem = series_id(&pool, "db", "StatefulSet", "memory_usage").await;
+    let pts = store.read_samples(mem, T0, end + 1).await.unwrap();
+    assert_eq!(pts.len(), 48 * 60);
+    let mut ts: Vec<i64> = pts.iter().map(|p| p.0).collect();
+    ts.dedup();
+    assert_eq!(ts.len(), 48 * 60, "no duplicates");
+    let api = series_id(&pool, "api", "Deployment", "memory_usage").await;
+    assert_eq!(
+        store.count_samples(api, T0, end + 1).await.unwrap(),
+        48 * 60
+    );
+}
