@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The `--query.lookback-delta` test servers run with, as `scripts/prometheus` does.
+pub const LOOKBACK_SECS: i64 = 120;
+
 pub struct TestPrometheus {
     pub url: String,
     pub port: u16,
@@ -85,6 +88,9 @@ impl TestPrometheus {
                 self.dir.join("data").display()
             ))
             .arg("--storage.tsdb.retention.time=3650d")
+            // Backfilled series carry no staleness markers: with the default 5m a pod that ended would look
+            // alive five more minutes. Tests that count replicas model this window (`LOOKBACK_SECS`).
+            .arg(format!("--query.lookback-delta={LOOKBACK_SECS}s"))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,14 +1,16 @@
 //! The scraper against a real Prometheus backfilled with promtool.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use headroom::config::Settings;
 use headroom::metrics::Metrics;
 use headroom::scrape::{RunOptions, SourceScraper};
+use headroom::simulate::{Behaviour, Cluster, ClusterSpec, Workload, simulate};
 use headroom::store::Store;
 use sqlx::PgPool;
 
-use crate::prom::{Fault, FaultProxy, TestPrometheus};
+use crate::prom::{Fault, FaultProxy, LOOKBACK_SECS, TestPrometheus};
 
 /// 2024-01-01T00:00:00Z, a fixed origin so runs are reproducible.
 const T0: i64 = 1_704_067_200;
@@ -237,20 +239,7 @@ async fn scrape_stores_what_prometheus_holds_resolves_owners_and_adds_nothing_tw
 }
 
 async fn prom_count(url: &str, query: &str, at: i64) -> i64 {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{url}/api/v1/query"))
-        .query(&[("query", query), ("time", &at.to_string())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["data"]["result"][0]["value"][1]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    prom_vector(url, query, at).await[0].1 as i64
 }
 
 #[sqlx::test]
@@ -375,4 +364,206 @@ async fn prometheus_killed_mid_backfill_ends_complete_after_restart(pool: PgPool
         store.count_samples(api, T0, end + 1).await.unwrap(),
         48 * 60
     );
+}
+
+/// Prometheus' answer to an instant query at `at`: every series' labels and value.
+async fn prom_vector(url: &str, query: &str, at: i64) -> Vec<(serde_json::Value, f64)> {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", query), ("time", &at.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{query}: {v}"))
+        .iter()
+        .map(|r| {
+            let value = r["value"][1].as_str().unwrap().parse().unwrap();
+            (r["metric"].clone(), value)
+        })
+        .collect()
+}
+
+async fn series_of(pool: &PgPool, w: &Workload, container: &str, metric: &str) -> i64 {
+    sqlx::query_scalar(
+        "select s.id from series s join container c on c.id = s.container_id join workload w on w.id = c.workload_id
+         where w.namespace = $1 and w.kind = $2 and w.name = $3 and c.name = $4 and s.metric = $5",
+    )
+    .bind(&w.namespace)
+    .bind(w.kind.as_str())
+    .bind(&w.name)
+    .bind(container)
+    .bind(metric)
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("no series {}/{container}/{metric}: {e}", w.name))
+}
+
+/// Pods of `w` Prometheus shows at `t`: those with a sample in `[t - lookback, t]`.
+fn visible_pods(cluster: &Cluster, w: &Workload, t: i64) -> usize {
+    w.pods
+        .iter()
+        .filter(|p| {
+            cluster
+                .sample_times(p)
+                .any(|s| s <= t && s >= t - LOOKBACK_SECS)
+        })
+        .count()
+}
+
+#[sqlx::test]
+async fn a_simulated_cluster_comes_out_with_its_true_workloads_replicas_and_oom_kills(
+    pool: PgPool,
+) {
+    let days = 2;
+    let sim_end = T0 + days * 86_400;
+    let spec = ClusterSpec {
+        workloads: 11,
+        start: T0,
+        end: sim_end,
+        step: STEP,
+        seed: 3,
+    };
+    let mut om = Vec::new();
+    let (cluster, _) = simulate(&spec, &mut om).unwrap();
+    let prom = TestPrometheus::start(&om);
+    drop(om);
+    let store = Store::from_pool(pool.clone());
+    let end = sim_end - STEP;
+    let report = scrape(&store, &prom.url, end, days * 86_400).await.unwrap();
+    assert!(report.samples_written > 0);
+
+    // Workloads and their controllers: exactly the simulator's, with the same containers.
+    let got: BTreeSet<(String, String, String, String)> = sqlx::query_as(
+        "select w.namespace, w.kind, w.name, c.name from workload w join container c on c.workload_id = w.id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let want: BTreeSet<(String, String, String, String)> = cluster
+        .workloads
+        .iter()
+        .flat_map(|w| {
+            w.containers.iter().map(|c| {
+                (
+                    w.namespace.clone(),
+                    w.kind.as_str().to_string(),
+                    w.name.clone(),
+                    c.clone(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // Sample counts equal what Prometheus holds, for workloads whose pods live through the window.
+    let whole: Vec<&Workload> = cluster
+        .workloads
+        .iter()
+        .filter(|w| w.pods.iter().all(|p| p.start <= T0 && p.end >= sim_end))
+        .collect();
+    assert!(
+        whole.len() >= 3,
+        "{} workloads live throughout",
+        whole.len()
+    );
+    for w in &whole {
+        let (pod, c) = (&w.pods[0].name, &w.pods[0].containers[0].name);
+        for (metric, family, extra) in [
+            ("memory_usage", "container_memory_working_set_bytes", ""),
+            (
+                "memory_request",
+                "kube_pod_container_resource_requests",
+                ",resource=\"memory\"",
+            ),
+        ] {
+            let q = format!(
+                "count_over_time({family}{{namespace=\"{}\",pod=\"{pod}\",container=\"{c}\"{extra}}}[{}s])",
+                w.namespace,
+                days * 86_400
+            );
+            let held = prom_vector(&prom.url, &q, end).await;
+            if metric == "memory_request" && held.is_empty() {
+                continue; // this container has no memory request
+            }
+            assert_eq!(held.len(), 1, "{q}");
+            let id = series_of(&pool, w, c, metric).await;
+            let stored = store.count_samples(id, T0 - STEP, end + 1).await.unwrap();
+            assert_eq!(stored as f64, held[0].1, "{} {metric}", w.name);
+        }
+    }
+
+    // HPA: the replica count at every step is the number of pods Prometheus shows then, and it moves.
+    let hpa = cluster
+        .workloads
+        .iter()
+        .find(|w| w.behaviour == Behaviour::Autoscaled)
+        .unwrap();
+    let id = series_of(&pool, hpa, &hpa.containers[0], "replicas").await;
+    let replicas = store.read_samples(id, T0, end + 1).await.unwrap();
+    assert_eq!(replicas.len() as i64, days * 86_400 / STEP);
+    let wrong: Vec<_> = replicas
+        .iter()
+        .filter(|&&(t, v)| v != visible_pods(&cluster, hpa, t) as f64)
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    let agree = replicas
+        .iter()
+        .filter(|&&(t, v)| v == f64::from(cluster.replicas_at(hpa, t)))
+        .count();
+    assert!(
+        agree * 10 >= replicas.len() * 9,
+        "only {agree} of {} steps match the HPA",
+        replicas.len()
+    );
+    let distinct: BTreeSet<i64> = replicas.iter().map(|p| p.1 as i64).collect();
+    assert!(distinct.len() >= 3, "{distinct:?}");
+
+    // OOM kills: every kill the restart counters show between a pod's first and last sample.
+    let mut truth_kills = 0;
+    for w in &cluster.workloads {
+        for p in &w.pods {
+            let times: Vec<i64> = cluster.sample_times(p).filter(|&t| t <= end).collect();
+            let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
+                continue;
+            };
+            for c in &p.containers {
+                truth_kills += cluster.restarts_at(c, last) - cluster.restarts_at(c, first);
+            }
+        }
+    }
+    assert!(truth_kills >= 1, "the leak kills within two days");
+    let stored_kills = |metric: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let ids: Vec<i64> = sqlx::query_scalar("select id from series where metric = $1")
+                .bind(metric)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let all = store_of(&pool)
+                .read_samples_many(&ids, T0 - STEP, end + 1)
+                .await
+                .unwrap();
+            all.values().flatten().map(|p| p.1).sum::<f64>()
+        }
+    };
+    assert_eq!(stored_kills("oom_kills").await, truth_kills as f64);
+    assert_eq!(stored_kills("restarts").await, truth_kills as f64);
+
+    // A second scrape of the same window adds nothing.
+    let before = total_samples(&pool).await;
+    let again = scrape(&store, &prom.url, end, days * 86_400).await.unwrap();
+    assert_eq!(again.samples_written, 0);
+    assert_eq!(total_samples(&pool).await, before);
+}
+
+fn store_of(pool: &PgPool) -> Store {
+    Store::from_pool(pool.clone())
 }
