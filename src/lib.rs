@@ -18,6 +18,7 @@
 //! - [`server`]: the HTTP API and the daemon's tasks.
 //! - [`cli`]: the `headroom` command line.
 
+pub mod assess;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod offline;
 pub mod recommend;
 pub mod scrape;
+pub mod seed;
 pub mod server;
 pub mod simulate;
 pub mod store;

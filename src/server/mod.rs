@@ -1,22 +1,58 @@
-//! The daemon: the HTTP server and the periodic tasks, started together and stopped together on
-//! Ctrl-C or SIGTERM.
+//! The daemon: the HTTP API, `/metrics`, and the periodic tasks (scrape, assessment), started together and
+//! stopped together on Ctrl-C or SIGTERM. Every route is listed in `router`.
+
+pub mod api;
+pub mod error;
+mod results;
+mod tasks;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// State shared by every handler.
+/// Wakes a loop before its next tick.
+#[derive(Default)]
+pub struct Triggers {
+    pub scrape: Notify,
+    pub assess: Notify,
+}
+
+/// State shared by every handler and task.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    /// `None`: mutating endpoints are disabled.
+    pub api_token: Option<Secret>,
+    pub triggers: Arc<Triggers>,
+}
+
+impl AppState {
+    pub fn new(store: Store, settings: Settings) -> anyhow::Result<Self> {
+        let api_token = settings.server.api_token.resolve("server.api_token")?;
+        Ok(Self {
+            store,
+            settings: Arc::new(settings),
+            metrics: Metrics::new(),
+            api_token,
+            triggers: Arc::default(),
+        })
+    }
 }
 
 /// Runs the daemon until a shutdown signal arrives.
@@ -24,16 +60,27 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = crate::cli::connect(&settings).map_err(|e| match e {
         crate::cli::Failure::BadInput(e) | crate::cli::Failure::Failed(e) => e,
     })?;
-    store
-        .migrate()
-        .await
-        .context("while migrating the database at start-up")?;
+    store.migrate().await.context("while migrating the database at start-up")?;
     let listener = TcpListener::bind(&settings.server.listen_addr)
         .await
         .with_context(|| format!("while binding {}", settings.server.listen_addr))?;
-    let app = Application::build(listener, AppState { store })?;
-    tracing::info!(addr = %app.addr, "listening");
-    app.run_until(shutdown_signal()).await
+    let state = AppState::new(store, settings)?;
+    let app = Application::build(listener, state.clone())?;
+    tracing::info!(addr = %app.addr, url = %state.settings.server.public_url, "listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tasks = tasks::spawn_all(state, stop_rx.clone());
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    }));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    server.await.context("while stopping the HTTP server")??;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// The server bound to its listener, so tests can bind port 0 and read the address before running it.
@@ -53,10 +100,7 @@ impl Application {
         })
     }
 
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -64,11 +108,28 @@ impl Application {
     }
 }
 
-/// Every route, in one place.
+/// Every route, grouped by who uses it.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let probes = Router::new()
         .route("/healthz", get(get_healthz))
         .route("/readyz", get(get_readyz))
+        .route("/metrics", get(get_metrics));
+    let api = Router::new()
+        // Dashboards and reports: reads.
+        .route("/api/v1/workloads", get(api::list_workloads))
+        .route("/api/v1/workloads/{id}", get(api::get_workload))
+        .route("/api/v1/workloads/{id}/history", get(api::get_workload_history))
+        .route("/api/v1/workloads/{id}/forecasts", get(api::get_forecast_history))
+        .route("/api/v1/at-risk", get(api::list_at_risk))
+        .route("/api/v1/recommendations", get(api::list_recommendations))
+        .route("/api/v1/patches", get(api::get_patches))
+        .route("/api/v1/openapi.json", get(get_openapi))
+        // Operators: token-protected triggers.
+        .route("/api/v1/scrape", post(api::post_scrape))
+        .route("/api/v1/assess", post(api::post_assess));
+    probes
+        .merge(api)
+        .fallback(|| async { error::ApiError::NotFound("route".into()) })
         .with_state(state)
 }
 
@@ -76,14 +137,48 @@ async fn get_healthz() -> &'static str {
     "ok"
 }
 
-async fn get_readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+/// Ready when the database answers; also reports how old the newest stored sample is.
+async fn get_readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+        Ok(()) => {
+            let newest = state.store.newest_sample_time().await.ok().flatten();
+            let age = newest.map(|t| api_now() - t);
+            (StatusCode::OK, Json(json!({ "database": "ok", "newest_sample_age_secs": age })))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "database": "unreachable" })))
         }
     }
+}
+
+fn api_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Headroom's own health, then the assessment results as gauges.
+async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = state.metrics.render();
+    // The registry ends with "# EOF"; results go before it.
+    if let Some(stripped) = body.strip_suffix("# EOF\n") {
+        body = stripped.to_string();
+    }
+    match results::render(&state.store).await {
+        Ok(text) => body.push_str(&text),
+        Err(e) => tracing::warn!(error = %e, "results missing from /metrics: database unavailable"),
+    }
+    body.push_str("# EOF\n");
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+}
+
+async fn get_openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -2,9 +2,12 @@
 //! workloads, containers, series), idempotent sample writes and reads. Functions are named after what they
 //! do and return domain types.
 
+mod assess;
 pub mod codec;
 mod inventory;
+mod locks;
 mod marks;
+mod read;
 mod samples;
 
 use std::collections::HashSet;
@@ -14,7 +17,12 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use assess::{AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow};
 pub use inventory::{ContainerKey, WorkloadKey};
+pub use locks::LockGuard;
+pub use read::{
+    ContainerSeries, ExhaustionRecord, ForecastRecord, RecommendationRecord, WorkloadQuery, WorkloadRow,
+};
 pub use samples::{CHUNK_SECS, WriteStats};
 
 /// The migrations in `migrations/`, compiled into the binary.
@@ -37,6 +45,8 @@ pub enum StoreError {
     },
     #[error("concurrent writers kept colliding on the same chunks")]
     Contention,
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 impl From<sqlx::Error> for StoreError {

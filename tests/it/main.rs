@@ -1,6 +1,8 @@
 //! The one integration-test binary (one binary keeps link time down). Tests that need Postgres use
 //! `#[sqlx::test]`, which creates a fresh database per test from `DATABASE_URL` and drops it afterwards.
 
+mod api;
+mod assess;
 mod config;
 mod offline_forecast;
 mod offline_recommend;

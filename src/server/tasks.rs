@@ -1,0 +1,130 @@
+//! The daemon's periodic tasks. Each loop waits for its tick, a trigger or shutdown; a failed iteration
+//! is logged with the task's name and the loop goes on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::AppState;
+use crate::assess::{self, AssessOptions};
+use crate::scrape::{RunOptions, SourceScraper};
+
+pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(scrape_loop(state.clone(), stop.clone())),
+        tokio::spawn(assess_loop(state, stop)),
+    ]
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Waits for the interval, a trigger or shutdown; `false` means stop.
+async fn wait(interval: Duration, trigger: &tokio::sync::Notify, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => true,
+        _ = trigger.notified() => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+async fn scrape_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(state.settings.scrape.interval_secs);
+    loop {
+        for src in &state.settings.sources {
+            if *stop.borrow() {
+                return;
+            }
+            // One scraper per source across replicas: the holder of the source's advisory lock.
+            let lock = match state.store.try_lock(&format!("headroom.scrape.{}", src.name)).await {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    tracing::debug!(task = "scrape", source = %src.name, "another replica is scraping this source");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(task = "scrape", source = %src.name, error = %e, "cannot take the scrape lock");
+                    continue;
+                }
+            };
+            let result = async {
+                let scraper =
+                    SourceScraper::new(src, &state.settings.scrape, state.store.clone(), Arc::clone(&state.metrics))
+                        .await?;
+                let opts = RunOptions {
+                    end: now() - state.settings.scrape.settle_secs as i64,
+                    backfill_secs: state.settings.scrape.backfill_days as i64 * 86_400,
+                    progress: false,
+                };
+                tokio::select! {
+                    r = scraper.run(opts) => r.map(Some),
+                    // Everything stored so far stays stored, and the marks say where to resume.
+                    _ = stop.wait_for(|s| *s) => Ok(None),
+                }
+            }
+            .await;
+            match result {
+                Ok(Some(r)) => tracing::info!(
+                    task = "scrape", source = %r.source, queries = r.queries, samples_received = r.samples_received,
+                    samples_written = r.samples_written, duration_ms = (r.seconds * 1e3) as u64, "scrape done"
+                ),
+                Ok(None) => tracing::info!(task = "scrape", source = %src.name, "scrape interrupted by shutdown"),
+                Err(e) => tracing::warn!(task = "scrape", source = %src.name, error = %e, "scrape failed; will retry"),
+            }
+            if let Err(e) = lock.release().await {
+                tracing::warn!(task = "scrape", error = %e, "releasing the scrape lock failed");
+            }
+        }
+        if !wait(interval, &state.triggers.scrape, &mut stop).await {
+            return;
+        }
+    }
+}
+
+async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(state.settings.assess.interval_secs);
+    let opts = match AssessOptions::from_settings(&state.settings) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(task = "assess", error = %e, "assessment disabled: bad policy");
+            return;
+        }
+    };
+    // Give the first scrape a head start so the first assessment sees data.
+    if !wait(Duration::from_secs(30), &state.triggers.assess, &mut stop).await {
+        return;
+    }
+    loop {
+        match state.store.try_lock("headroom.assess").await {
+            Ok(Some(lock)) => {
+                let outcome = tokio::select! {
+                    r = assess::run(&state.store, &opts, now()) => Some(r),
+                    _ = stop.wait_for(|s| *s) => None,
+                };
+                match outcome {
+                    Some(Ok(r)) => tracing::info!(
+                        task = "assess", containers = r.containers, forecasts = r.forecasts,
+                        not_enough_history = r.not_enough_history, duration_ms = (r.seconds * 1e3) as u64,
+                        "assessment done"
+                    ),
+                    Some(Err(e)) => tracing::warn!(task = "assess", error = %e, "assessment failed; will retry"),
+                    None => tracing::info!(task = "assess", "assessment interrupted by shutdown"),
+                }
+                if let Err(e) = lock.release().await {
+                    tracing::warn!(task = "assess", error = %e, "releasing the assessment lock failed");
+                }
+            }
+            Ok(None) => tracing::debug!(task = "assess", "another replica is assessing"),
+            Err(e) => tracing::warn!(task = "assess", error = %e, "cannot take the assessment lock"),
+        }
+        if !wait(interval, &state.triggers.assess, &mut stop).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The HTTP API in process (`tower::ServiceExt::oneshot`) over a seeded and assessed database.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use headroom::assess::{self, AssessOptions};
+use headroom::config::Settings;
+use headroom::server::{AppState, router};
+use headroom::store::{ConnectOptions, Store};
+use serde_json::Value;
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+use crate::assess::seeded;
+
+const END: i64 = 1_704_067_200 + 14 * 86_400;
+
+async fn call(app: &axum::Router, method: &str, uri: &str, token: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+async fn app(pool: &PgPool, token: &str) -> axum::Router {
+    let (store, _) = seeded(pool, 11, 8).await;
+    let settings = Settings::from_toml(&format!("[server]\napi_token = \"{token}\"\n")).unwrap();
+    assess::run(&store, &AssessOptions::from_settings(&settings).unwrap(), END).await.unwrap();
+    router(AppState::new(store, settings).unwrap())
+}
+
+#[sqlx::test]
+async fn workloads_are_listed_sorted_and_paginated(pool: PgPool) {
+    let app = app(&pool, "t0ken").await;
+    let (s, body) = call(&app, "GET", "/api/v1/workloads?sort=urgency&per_page=5", None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v = json(&body);
+    assert_eq!(v["total"], 11);
+    assert_eq!(v["workloads"].as_array().unwrap().len(), 5);
+    let (_, body) = call(&app, "GET", "/api/v1/workloads?sort=saving&page=3&per_page=5", None).await;
+    assert_eq!(json(&body)["workloads"].as_array().unwrap().len(), 1);
+    let (_, body) = call(&app, "GET", "/api/v1/workloads?sort=saving&per_page=500", None).await;
+    let savings: Vec<f64> = json(&body)["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["saving_money_per_month"].as_f64().unwrap())
+        .collect();
+    assert!(savings.windows(2).all(|w| w[0] >= w[1]), "{savings:?}");
+}
+
+#[sqlx::test]
+async fn one_workload_has_history_forecast_exhaustion_and_recommendation(pool: PgPool) {
+    let app = app(&pool, "t0ken").await;
+    let (_, body) = call(&app, "GET", "/api/v1/workloads?sort=name&per_page=1", None).await;
+    let id = json(&body)["workloads"][0]["id"].as_i64().unwrap();
+    let (s, body) = call(&app, "GET", &format!("/api/v1/workloads/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v = json(&body);
+    let mem = &v["containers"][0]["resources"]["memory"];
+    assert!(mem["forecast"]["p50"].as_array().is_some_and(|a| !a.is_empty()), "{mem}");
+    assert!(mem["recommendation"]["reason"].is_string(), "{mem}");
+    let (s, body) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/workloads/{id}/history?metric=memory_usage&from={}&to={END}", END - 86_400),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["points"].as_array().unwrap().len(), 288);
+    let (s, body) = call(&app, "GET", &format!("/api/v1/workloads/{id}/forecasts?resource=cpu"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["forecasts"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test]
+async fn bad_parameters_are_named_and_unknown_workloads_are_404(pool: PgPool) {
+    let app = app(&pool, "t0ken").await;
+    for (uri, param) in [
+        ("/api/v1/workloads?sort=colour", "sort"),
+        ("/api/v1/workloads?per_page=0", "per_page"),
+        ("/api/v1/workloads?bogus=1", "bogus"),
+        ("/api/v1/workloads/abc", "id"),
+        ("/api/v1/workloads/1/history", "metric"),
+        ("/api/v1/at-risk?within_days=-1", "within_days"),
+        ("/api/v1/recommendations?min_saving=NaN", "min_saving"),
+    ] {
+        let (s, body) = call(&app, "GET", uri, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(json(&body)["error"]["parameter"], param, "{uri}: {body}");
+    }
+    let (s, body) = call(&app, "GET", "/api/v1/workloads/999999", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(json(&body)["error"]["code"], "not_found");
+}
+
+#[sqlx::test]
+async fn triggers_need_the_token(pool: PgPool) {
+    let app = app(&pool, "t0ken").await;
+    assert_eq!(call(&app, "POST", "/api/v1/assess", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "POST", "/api/v1/assess", Some("wrong")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "POST", "/api/v1/assess", Some("t0ken")).await.0, StatusCode::ACCEPTED);
+    assert_eq!(call(&app, "POST", "/api/v1/scrape", Some("t0ken")).await.0, StatusCode::ACCEPTED);
+}
+
+#[sqlx::test]
+async fn metrics_export_results_and_patches_are_yaml(pool: PgPool) {
+    let app = app(&pool, "t0ken").await;
+    let (s, body) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("headroom_recommended_request{"), "{body}");
+    assert!(body.contains("headroom_saving_money_per_month{"), "{body}");
+    assert!(body.ends_with("# EOF\n"));
+    let (s, body) = call(&app, "GET", "/api/v1/patches", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("apiVersion: apps/v1") && body.contains("resources:"), "{body}");
+    let (s, body) = call(&app, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&body)["openapi"], "3.0.3");
+}
+
+#[tokio::test]
+async fn a_database_outage_is_a_503_and_the_process_stays_up() {
+    // Nothing listens on port 1: every acquire fails fast.
+    let store = Store::connect_lazy(&ConnectOptions {
+        url: "postgres://postgres@127.0.0.1:1/none".into(),
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_millis(500),
+    })
+    .unwrap();
+    let app = router(AppState::new(store, Settings::from_toml("").unwrap()).unwrap());
+    for uri in ["/api/v1/workloads", "/api/v1/workloads/1", "/api/v1/at-risk", "/readyz"] {
+        let (s, body) = call(&app, "GET", uri, None).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+    }
+    assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
+}
