@@ -1,4 +1,5 @@
-//! `headroom scrape`: one pass of the scraper over every configured source (or one), then exit.
+//! `headroom scrape`: one pass of the scraper over every configured source (or one), then exit; with
+//! `--federate`, one read of each source's live state instead.
 
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Read only the live state (current requests, limits, ownership) through /federate, not history.
+    #[arg(long, conflicts_with_all = ["backfill", "end"])]
+    pub federate: bool,
 }
 
 pub fn run(settings: Settings, args: Args) -> CliResult {
@@ -59,11 +63,20 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
         for src in &sources {
             let result = async {
                 let scraper = SourceScraper::new(src, &settings.scrape, store.clone(), Arc::clone(&metrics)).await?;
-                scraper.run(opts).await
+                if args.federate {
+                    let r = scraper.run_live().await?;
+                    println!(
+                        "source {}: /federate: {} series read, {} pods owned, {} containers, {} samples stored, {:.1}s",
+                        r.source, r.series_read, r.pods, r.containers, r.samples_written, r.seconds
+                    );
+                    return Ok(None);
+                }
+                scraper.run(opts).await.map(Some)
             }
             .await;
             match result {
-                Ok(r) => println!(
+                Ok(None) => {}
+                Ok(Some(r)) => println!(
                     "source {}: {} queries, {} samples received, {} samples stored, {} series, {:.1}s ({:.0} samples/s)",
                     r.source,
                     r.queries,

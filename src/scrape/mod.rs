@@ -1,11 +1,12 @@
 //! The scraper: pulls usage, requests, limits, restarts, OOM kills and throttling from Prometheus-compatible
 //! sources into Postgres. Incremental (a high-water mark per source and job), chunked under Prometheus'
 //! points-per-series limit and a sample budget, bounded in flight, and idempotent: a re-scrape of an
-//! overlapping window stores nothing twice. The HTTP side is in `client`, the pure parsing in `parse` and
-//! the pod-to-workload aggregation in `aggregate`.
+//! overlapping window stores nothing twice. The HTTP side is in `client`, the pure parsing in `parse`, the
+//! pod-to-workload aggregation in `aggregate`, and the live state read through `/federate` in `live`.
 
 pub mod aggregate;
 pub mod client;
+pub mod live;
 pub mod parse;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 use aggregate::{Aggregated, Ownership};
 use client::{RetryPolicy, ScrapeError, SourceClient};
+pub use live::LiveReport;
 use parse::QueryResult;
 
 use crate::config::{QueryOverrides, ScrapeSettings, SourceSettings};

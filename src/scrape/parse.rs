@@ -1,5 +1,5 @@
-//! Pure parsing of Prometheus HTTP API answers (`/api/v1/query_range`, `/api/v1/query`), apart from the
-//! loop that fetches them. Garbage, HTML error pages, truncated bodies and Prometheus' error JSON all become
+//! Pure parsing of Prometheus HTTP API answers (`/api/v1/query_range`, `/api/v1/query`, `/federate`), apart
+//! from the loop that fetches them. Garbage, HTML error pages, truncated bodies and Prometheus' error JSON all become
 //! a typed error; NaN and infinite values are dropped and counted.
 
 use std::collections::BTreeMap;
@@ -123,6 +123,39 @@ pub fn parse_query_response(body: &[u8]) -> Result<QueryResult, ParseError> {
     Ok(out)
 }
 
+/// Splits a `/federate` answer by metric name into results shaped like an instant query's, with each
+/// sample at its own timestamp (Unix seconds, aligned down to `step` so it lands on the range path's grid).
+/// Histograms and summaries are not capacity data and are skipped; NaN and infinite values are counted.
+pub fn federated(
+    samples: Vec<prometheus_parse::Sample>,
+    step: i64,
+) -> BTreeMap<String, QueryResult> {
+    let mut out: BTreeMap<String, QueryResult> = BTreeMap::new();
+    for s in samples {
+        let v = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => continue,
+        };
+        let r = out.entry(s.metric).or_default();
+        if !v.is_finite() {
+            r.dropped_non_finite += 1;
+            continue;
+        }
+        let t = s.timestamp.timestamp().div_euclid(step.max(1)) * step.max(1);
+        r.series.push(Series {
+            labels: s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            points: vec![(t, v)],
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +195,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_federate_answer_is_split_by_metric_with_timestamps_on_the_step_grid() {
+        let text = "# TYPE kube_pod_owner untyped\n\
+            kube_pod_owner{namespace=\"a\",pod=\"p\",owner_kind=\"ReplicaSet\",owner_name=\"rs\"} 1 1700000059000\n\
+            # TYPE kube_pod_container_resource_requests untyped\n\
+            kube_pod_container_resource_requests{namespace=\"a\",pod=\"p\",container=\"c\",resource=\"cpu\"} 0.25 1700000101000\n\
+            kube_pod_container_resource_requests{namespace=\"a\",pod=\"q\",container=\"c\",resource=\"cpu\"} NaN 1700000061000\n";
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let by_metric = federated(scrape.samples, 60);
+        let owners = &by_metric["kube_pod_owner"];
+        assert_eq!(owners.series[0].label("owner_name"), "rs");
+        assert_eq!(owners.series[0].points, vec![(1_700_000_040, 1.0)]);
+        let req = &by_metric["kube_pod_container_resource_requests"];
+        assert_eq!(req.series.len(), 1);
+        assert_eq!(req.series[0].points, vec![(1_700_000_100, 0.25)]);
+        assert_eq!(req.dropped_non_finite, 1);
     }
 
     #[test]

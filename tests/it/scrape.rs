@@ -6,7 +6,7 @@ use std::sync::Arc;
 use headroom::config::Settings;
 use headroom::metrics::Metrics;
 use headroom::scrape::{RunOptions, SourceScraper};
-use headroom::simulate::{Behaviour, Cluster, ClusterSpec, Workload, simulate};
+use headroom::simulate::{Behaviour, Cluster, ClusterSpec, Container, Workload, simulate};
 use headroom::store::Store;
 use sqlx::PgPool;
 
@@ -566,4 +566,120 @@ async fn a_simulated_cluster_comes_out_with_its_true_workloads_replicas_and_oom_
 
 fn store_of(pool: &PgPool) -> Store {
     Store::from_pool(pool.clone())
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[sqlx::test]
+async fn federate_reads_the_current_requests_limits_and_owners_of_a_live_cluster(pool: PgPool) {
+    // History ending a few minutes ahead, so /federate (which only returns series with a recent sample)
+    // still sees every live pod however long the backfill takes.
+    let now = now_secs().div_euclid(STEP) * STEP;
+    let spec = ClusterSpec {
+        workloads: 11,
+        start: now - 2 * 3_600,
+        end: now + 10 * 60,
+        step: STEP,
+        seed: 5,
+    };
+    let mut om = Vec::new();
+    let (cluster, _) = simulate(&spec, &mut om).unwrap();
+    let prom = TestPrometheus::start(&om);
+    let store = Store::from_pool(pool.clone());
+    let s = settings(&prom.url);
+    let scraper = SourceScraper::new(&s.sources[0], &s.scrape, store.clone(), Metrics::new())
+        .await
+        .unwrap();
+    let report = scraper.run_live().await.unwrap();
+    assert!(report.samples_written > 0, "{report:?}");
+
+    // Every workload with a request or limit comes out, under its true controller.
+    let got: BTreeSet<(String, String, String)> =
+        sqlx::query_as("select namespace, kind, name from workload")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let want: BTreeSet<(String, String, String)> = cluster
+        .workloads
+        .iter()
+        .map(|w| {
+            (
+                w.namespace.clone(),
+                w.kind.as_str().to_string(),
+                w.name.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // Each stored value is the largest request (limit) over the pods that had a sample at its time.
+    let mut checked = 0;
+    for w in &cluster.workloads {
+        for (i, c) in w.containers.iter().enumerate() {
+            for (metric, of) in [
+                (
+                    "cpu_request",
+                    (|c| c.cpu_request) as fn(&Container) -> Option<f64>,
+                ),
+                ("memory_request", |c| c.memory_request),
+                ("cpu_limit", |c| c.cpu_limit),
+                ("memory_limit", |c| c.memory_limit),
+            ] {
+                let truth_at = |t: i64| {
+                    w.pods
+                        .iter()
+                        .filter(|p| cluster.sample_times(p).any(|s| s == t))
+                        .filter_map(|p| of(&p.containers[i]))
+                        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+                };
+                let id: Option<i64> = sqlx::query_scalar(
+                    "select s.id from series s join container c on c.id = s.container_id
+                     join workload w on w.id = c.workload_id
+                     where w.namespace = $1 and w.name = $2 and c.name = $3 and s.metric = $4",
+                )
+                .bind(&w.namespace)
+                .bind(&w.name)
+                .bind(c)
+                .bind(metric)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+                let Some(id) = id else {
+                    assert!(
+                        truth_at(now - STEP).is_none() && truth_at(now).is_none(),
+                        "{}/{c} {metric} missing",
+                        w.name
+                    );
+                    continue;
+                };
+                let pts = store.read_samples(id, now - 600, now + 600).await.unwrap();
+                assert!(!pts.is_empty());
+                for (t, v) in pts {
+                    assert!(t <= now && t > now - 3 * LOOKBACK_SECS, "{t} vs now {now}");
+                    let want = truth_at(t).unwrap_or_else(|| panic!("{} no pod at {t}", w.name));
+                    assert_eq!(v as f32, want as f32, "{}/{c} {metric} at {t}", w.name);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "{checked} values checked");
+
+    // Reading the live state again within the same step stores nothing new.
+    let before = total_samples(&pool).await;
+    let again = scraper.run_live().await.unwrap();
+    assert_eq!(
+        total_samples(&pool).await - before,
+        again.samples_written as i64
+    );
+    if now_secs().div_euclid(STEP) * STEP == now {
+        assert_eq!(again.samples_written, 0);
+    }
 }
