@@ -43,7 +43,6 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
             args.source.unwrap_or_default()
         )));
     }
-    let store = super::connect(&settings)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -57,26 +56,26 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
         progress: !args.quiet,
     };
     super::runtime()?.block_on(async {
+        // The pool needs the runtime, so it is made inside it.
+        let store = super::connect(&settings)?;
         store.migrate().await.context("while migrating the database")?;
         let metrics = Metrics::new();
-        let mut failed = 0;
-        for src in &sources {
-            let result = async {
-                let scraper = SourceScraper::new(src, &settings.scrape, store.clone(), Arc::clone(&metrics)).await?;
+        // Sources are independent clusters: scrape them at once (each client bounds its own queries in
+        // flight). One progress bar per terminal line only works for one source.
+        let progress = opts.progress && sources.len() == 1;
+        let runs = sources.iter().map(|src| {
+            let (store, metrics, scrape) = (store.clone(), Arc::clone(&metrics), &settings.scrape);
+            async move {
+                let scraper = SourceScraper::new(src, scrape, store, metrics).await?;
                 if args.federate {
                     let r = scraper.run_live().await?;
-                    println!(
+                    return Ok(format!(
                         "source {}: /federate: {} series read, {} pods owned, {} containers, {} samples stored, {:.1}s",
                         r.source, r.series_read, r.pods, r.containers, r.samples_written, r.seconds
-                    );
-                    return Ok(None);
+                    ));
                 }
-                scraper.run(opts).await.map(Some)
-            }
-            .await;
-            match result {
-                Ok(None) => {}
-                Ok(Some(r)) => println!(
+                let r = scraper.run(RunOptions { progress, ..opts }).await?;
+                Ok::<_, crate::scrape::Error>(format!(
                     "source {}: {} queries, {} samples received, {} samples stored, {} series, {:.1}s ({:.0} samples/s)",
                     r.source,
                     r.queries,
@@ -85,7 +84,13 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
                     r.series,
                     r.seconds,
                     r.samples_received as f64 / r.seconds.max(1e-3)
-                ),
+                ))
+            }
+        });
+        let mut failed = 0;
+        for (src, result) in sources.iter().zip(futures_util::future::join_all(runs).await) {
+            match result {
+                Ok(line) => println!("{line}"),
                 Err(e) => {
                     failed += 1;
                     eprintln!("source {}: {e}", src.name);

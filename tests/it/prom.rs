@@ -167,10 +167,12 @@ pub enum Fault {
 }
 
 /// A proxy in front of a real Prometheus that injects `faults` in order, one per request, then passes
-/// everything through. Counts requests.
+/// everything through; optionally checks required headers (auth) first. Counts requests.
 pub struct FaultProxy {
     pub url: String,
     pub requests: Arc<AtomicUsize>,
+    /// Requests answered 401 for a missing or wrong required header.
+    pub rejected: Arc<AtomicUsize>,
     gate: Arc<tokio::sync::Semaphore>,
     _task: tokio::task::JoinHandle<()>,
 }
@@ -182,6 +184,25 @@ impl FaultProxy {
 
     /// Lets the first `open` requests through; later ones wait until `release` is called.
     pub async fn start_gated(upstream: &str, faults: Vec<Fault>, open: usize) -> Self {
+        Self::start_with(upstream, faults, open, vec![]).await
+    }
+
+    /// Answers 401 to any request that lacks one of `required` (header name, exact value), as an
+    /// authenticating gateway in front of Prometheus (or a multi-tenant Mimir) does.
+    pub async fn start_requiring(upstream: &str, required: &[(&str, &str)]) -> Self {
+        let required = required
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_with(upstream, vec![], usize::MAX, required).await
+    }
+
+    async fn start_with(
+        upstream: &str,
+        faults: Vec<Fault>,
+        open: usize,
+        required: Vec<(String, String)>,
+    ) -> Self {
         use axum::body::Body;
         use axum::extract::{Request, State};
         use axum::http::StatusCode;
@@ -195,9 +216,18 @@ impl FaultProxy {
             http: reqwest::Client,
             gate: Arc<tokio::sync::Semaphore>,
             open: usize,
+            required: Arc<Vec<(String, String)>>,
+            rejected: Arc<AtomicUsize>,
         }
         async fn handle(State(s): State<S>, req: Request) -> Response {
             let i = s.n.fetch_add(1, Ordering::SeqCst);
+            let missing = s.required.iter().any(|(k, v)| {
+                req.headers().get(k.as_str()).and_then(|h| h.to_str().ok()) != Some(v.as_str())
+            });
+            if missing {
+                s.rejected.fetch_add(1, Ordering::SeqCst);
+                return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+            }
             if i >= s.open {
                 let _ = s.gate.acquire().await;
             }
@@ -247,6 +277,7 @@ impl FaultProxy {
                 .unwrap()
         }
         let n = Arc::new(AtomicUsize::new(0));
+        let rejected = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let state = S {
             upstream: upstream.to_string(),
@@ -255,6 +286,8 @@ impl FaultProxy {
             http: reqwest::Client::new(),
             gate: gate.clone(),
             open,
+            required: Arc::new(required),
+            rejected: rejected.clone(),
         };
         let app = axum::Router::new().fallback(handle).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -265,6 +298,7 @@ impl FaultProxy {
         FaultProxy {
             url,
             requests: n,
+            rejected,
             gate,
             _task: task,
         }

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use headroom::config::Settings;
-use headroom::metrics::Metrics;
+use headroom::metrics::{Metrics, SourceLabels};
+use headroom::scrape::client::ScrapeError;
 use headroom::scrape::{RunOptions, SourceScraper};
 use headroom::simulate::{Behaviour, Cluster, ClusterSpec, Container, Workload, simulate};
 use headroom::store::Store;
@@ -681,5 +683,118 @@ async fn federate_reads_the_current_requests_limits_and_owners_of_a_live_cluster
     );
     if now_secs().div_euclid(STEP) * STEP == now {
         assert_eq!(again.samples_written, 0);
+    }
+}
+
+#[sqlx::test]
+async fn several_sources_scrape_at_once_each_with_its_own_auth(pool: PgPool) {
+    let prom = TestPrometheus::start(fixture(6).as_bytes());
+    let bearer =
+        FaultProxy::start_requiring(&prom.url, &[("authorization", "Bearer s3cret")]).await;
+    let basic = FaultProxy::start_requiring(
+        &prom.url,
+        &[
+            ("authorization", "Basic c2NyYXBlcjpwYTU1"),
+            ("x-scope-orgid", "team-a"),
+        ],
+    )
+    .await;
+    let s = Settings::from_toml(&format!(
+        r#"[scrape]
+step_secs = 60
+timeout_secs = 2
+max_in_flight = 2
+[[sources]]
+name = "east"
+url = "{east}"
+bearer_token = "s3cret"
+[[sources]]
+name = "west"
+url = "{west}"
+headers = {{ "X-Scope-OrgID" = "team-a" }}
+[sources.basic_auth]
+username = "scraper"
+password = "pa55"
+[[sources]]
+name = "stale-token"
+url = "{east}"
+bearer_token = "revoked"
+"#,
+        east = bearer.url,
+        west = basic.url
+    ))
+    .unwrap();
+    let store = Store::from_pool(pool.clone());
+    let metrics = Metrics::new();
+    let end = T0 + 6 * 3_600 - STEP;
+    let runs = s.sources.iter().map(|src| {
+        let (store, metrics, scrape) = (store.clone(), Arc::clone(&metrics), s.scrape.clone());
+        async move {
+            let scraper = SourceScraper::new(src, &scrape, store, metrics).await?;
+            scraper
+                .run(RunOptions {
+                    end,
+                    backfill_secs: 6 * 3_600,
+                    progress: false,
+                })
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(runs).await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    match &results[2] {
+        Err(headroom::scrape::Error::Source(ScrapeError::Http { status: 401, .. })) => {}
+        other => panic!("a revoked token must fail with 401, got {other:?}"),
+    }
+    // A 401 is counted and not retried, and only the revoked source was rejected.
+    assert!(bearer.rejected.load(Ordering::SeqCst) >= 1);
+    assert!(metrics.error_count("stale-token", "http_4xx") >= 1);
+    let retries = metrics
+        .scrape_retries
+        .get_or_create(&SourceLabels {
+            source: "stale-token".into(),
+        })
+        .get();
+    assert_eq!(retries, 0);
+    assert_eq!(basic.rejected.load(Ordering::SeqCst), 0);
+    assert_eq!(metrics.error_count("east", "http_4xx"), 0);
+
+    // Each cluster holds its own workloads and all of their history.
+    let per_cluster: Vec<(String, String, i64)> = sqlx::query_as(
+        "select c.name, w.name, count(*) from workload w join cluster c on c.id = w.cluster_id
+         group by 1, 2 order by 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let names: Vec<(&str, &str)> = per_cluster
+        .iter()
+        .map(|(c, w, _)| (c.as_str(), w.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("east", "api"),
+            ("east", "db"),
+            ("west", "api"),
+            ("west", "db")
+        ]
+    );
+    for cluster in ["east", "west"] {
+        let id: i64 = sqlx::query_scalar(
+            "select s.id from series s join container ct on ct.id = s.container_id
+             join workload w on w.id = ct.workload_id join cluster c on c.id = w.cluster_id
+             where c.name = $1 and w.name = 'db' and s.metric = 'memory_usage'",
+        )
+        .bind(cluster)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            store.count_samples(id, T0, end + 1).await.unwrap(),
+            6 * 60,
+            "{cluster}"
+        );
     }
 }
