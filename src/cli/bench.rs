@@ -1,7 +1,7 @@
 //! `headroom bench`: measurements on real and synthetic data (accuracy, quality, speed), never asserted
 //! in tests. Each benchmark lives in its own `bench_*.rs` file; this only dispatches.
 
-use super::{CliResult, bench_forecast, bench_rightsizing};
+use super::{CliResult, Context, bench_api, bench_forecast, bench_rightsizing};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
@@ -13,13 +13,16 @@ pub enum Bench {
     Accuracy(bench_forecast::AccuracyArgs),
     /// Exhaustion on synthetic leaks, growth and flat series, against a 6 h predict_linear.
     Exhaustion(bench_forecast::ExhaustionArgs),
+    /// Load a simulated cluster into the configured database (and assess it), timing both.
+    Seed(bench_api::SeedArgs),
 }
 
-pub fn run(which: &Bench) -> CliResult {
+pub fn run(ctx: &Context, which: &Bench) -> CliResult {
     match which {
         Bench::Rightsizing(a) => bench_rightsizing::run(a),
         Bench::Forecast(a) => bench_forecast::run_forecast(a),
         Bench::Accuracy(a) => bench_forecast::run_accuracy(a),
         Bench::Exhaustion(a) => bench_forecast::run_exhaustion(a),
+        Bench::Seed(a) => bench_api::run(ctx, a),
     }
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_api;
 mod bench_forecast;
 mod bench_rightsizing;
 mod exhaustion;
@@ -128,7 +129,7 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Recommend(ref args) => recommend::run(&ctx.settings()?, args),
-        Command::Bench(ref which) => bench::run(which),
+        Command::Bench(ref which) => bench::run(&ctx, which),
         Command::Forecast(ref args) => forecast::run(args),
         Command::Exhaustion(ref args) => exhaustion::run(args),
         Command::Simulate(ref args) => simulate::run(args),

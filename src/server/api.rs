@@ -80,7 +80,7 @@ impl Params {
     }
 }
 
-fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
+pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::bad("id", e.body_text()))?;
     raw.parse::<i64>()
         .ok()

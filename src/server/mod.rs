@@ -2,6 +2,7 @@
 //! stopped together on Ctrl-C or SIGTERM. Every route is listed in `router`.
 
 pub mod api;
+mod dashboard;
 pub mod error;
 mod results;
 mod tasks;
@@ -127,8 +128,13 @@ pub fn router(state: AppState) -> Router {
         // Operators: token-protected triggers.
         .route("/api/v1/scrape", post(api::post_scrape))
         .route("/api/v1/assess", post(api::post_assess));
+    // People: dashboard pages.
+    let pages = Router::new()
+        .route("/", get(dashboard::get_index))
+        .route("/workloads/{id}", get(dashboard::get_workload_page));
     probes
         .merge(api)
+        .merge(pages)
         .fallback(|| async { error::ApiError::NotFound("route".into()) })
         .with_state(state)
 }

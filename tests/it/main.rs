@@ -4,6 +4,7 @@
 mod api;
 mod assess;
 mod config;
+mod dashboard;
 mod offline_forecast;
 mod offline_recommend;
 mod prom;
