@@ -16,8 +16,10 @@
 //! - [`store`]: every SQL statement; migrations, partitions, idempotent sample writes.
 //! - [`telemetry`]: the tracing subscriber (human or JSON).
 //! - [`server`]: the HTTP API and the daemon's tasks.
+//! - [`alert`]: alert rules, grouping and rendering (pure), state and outbox, webhook delivery.
 //! - [`cli`]: the `headroom` command line.
 
+pub mod alert;
 pub mod assess;
 pub mod cli;
 pub mod config;

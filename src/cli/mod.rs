@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alert;
 mod bench;
 mod bench_api;
 mod bench_forecast;
@@ -60,6 +61,9 @@ pub enum Command {
     Scrape(scrape::Args),
     /// Write a simulated cluster's history (or a replayed trace) as OpenMetrics text for promtool.
     Simulate(simulate::SimulateArgs),
+    /// Alert tools: `alert test --route NAME` sends a sample message through the real delivery path.
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
 }
 
 /// An error with the exit status it deserves.
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Forecast(ref args) => forecast::run(args),
         Command::Exhaustion(ref args) => exhaustion::run(args),
         Command::Simulate(ref args) => simulate::run(args),
+        Command::Alert(ref cmd) => alert::run(&ctx, cmd),
         Command::Migrate => {
             let settings = ctx.settings()?;
             runtime()?.block_on(async {

@@ -2,6 +2,7 @@
 //! validation that names the offending key, and secrets that are read from the environment or a file and
 //! never print.
 
+mod alerts;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+pub use alerts::{AlertRoute, AlertSettings, PayloadFormat};
 pub use secret::{Secret, SecretRef};
 
 /// The defaults, compiled in so the binary also works where `config/` is not beside it.
@@ -130,15 +132,6 @@ pub struct PricingSettings {
     pub currency: String,
     pub cpu_core_hour: f64,
     pub memory_gib_hour: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertSettings {
-    pub repeat_interval_secs: u64,
-    pub limit_within_days: u64,
-    pub request_within_days: u64,
-    pub throttling_ratio: f64,
 }
 
 /// One Prometheus-compatible endpoint, standing for one cluster.
@@ -321,16 +314,7 @@ impl Settings {
         }
         non_negative("pricing.cpu_core_hour", self.pricing.cpu_core_hour)?;
         non_negative("pricing.memory_gib_hour", self.pricing.memory_gib_hour)?;
-        positive(
-            "alerts.repeat_interval_secs",
-            self.alerts.repeat_interval_secs,
-        )?;
-        if !(0.0..=1.0).contains(&self.alerts.throttling_ratio) {
-            return Err(ConfigError::invalid(
-                "alerts.throttling_ratio",
-                "must be between 0 and 1",
-            ));
-        }
+        self.alerts.validate()?;
 
         let mut names = std::collections::HashSet::new();
         for (i, src) in self.sources.iter().enumerate() {

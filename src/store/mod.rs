@@ -2,6 +2,7 @@
 //! workloads, containers, series), idempotent sample writes and reads. Functions are named after what they
 //! do and return domain types.
 
+mod alerts;
 mod assess;
 pub mod codec;
 mod inventory;
@@ -17,6 +18,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use alerts::{
+    AlertRound, ClaimedMessage, Completion, FactWindows, NewSilence, OutboxStatus,
+};
 pub use assess::{AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow};
 pub use inventory::{ContainerKey, WorkloadKey};
 pub use locks::LockGuard;

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one binary keeps link time down). Tests that need Postgres use
 //! `#[sqlx::test]`, which creates a fresh database per test from `DATABASE_URL` and drops it afterwards.
 
+mod alerts;
 mod api;
 mod assess;
 mod config;
