@@ -9,6 +9,7 @@ mod inventory;
 mod locks;
 mod marks;
 mod read;
+mod retention;
 mod samples;
 
 use std::collections::HashSet;
@@ -26,6 +27,10 @@ pub use inventory::{ContainerKey, WorkloadKey};
 pub use locks::LockGuard;
 pub use read::{
     ContainerSeries, ExhaustionRecord, ForecastRecord, RecommendationRecord, WorkloadQuery, WorkloadRow,
+};
+pub use retention::{
+    HOUR_SECS, HistoryStat, HourlyRollup, Partition, ROLLUP_CHUNK_SECS, RetentionReport,
+    RollupStats, SeriesSelection,
 };
 pub use samples::{CHUNK_SECS, WriteStats};
 

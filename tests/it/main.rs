@@ -9,6 +9,7 @@ mod dashboard;
 mod offline_forecast;
 mod offline_recommend;
 mod prom;
+mod retention;
 mod scrape;
 mod simulate;
 mod store;
