@@ -25,6 +25,10 @@ pub struct Args {
     /// Also print each dataset's scores (series ids carry the dataset as prefix).
     #[arg(long)]
     pub by_dataset: bool,
+    /// Score on the training part only: the held-out days are dropped first, then the last days of what
+    /// is left are held out in their place. For choosing a policy's knobs without seeing the test days.
+    #[arg(long)]
+    pub validation: bool,
     /// Write the trade-off plot (the policy's quantile swept, and KRR's) to this SVG file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -41,21 +45,32 @@ pub fn run(args: &Args) -> CliResult {
         )));
     }
     let policy = Policy::load(&args.policy).map_err(|e| bad(e.to_string()))?;
-    let usage = load_traces(&args.traces).map_err(bad)?;
+    let mut usage = load_traces(&args.traces).map_err(bad)?;
     let eval_secs = args.eval_days * 86_400;
+    if args.validation {
+        for s in &mut usage {
+            let keep = evaluate::split(&s.points, eval_secs).0.len();
+            s.points.truncate(keep);
+        }
+    }
     let cpu = recorded(&usage, Resource::Cpu);
     let memory = recorded(&usage, Resource::Memory);
     println!(
-        "rightsizing on {} ({} cpu series, {} memory series), last {} days held out",
+        "rightsizing on {}{} ({} cpu series, {} memory series), last {} days held out",
         args.traces.display(),
+        if args.validation {
+            " (validation: training part only)"
+        } else {
+            ""
+        },
         cpu.len(),
         memory.len(),
         args.eval_days
     );
     println!(
-        "| policy | CPU slack | CPU samples above request | CPU series above | memory slack | memory samples above limit | memory series above limit | declined (cpu/mem) |"
+        "| policy | CPU slack | CPU samples above request | CPU series above | memory slack | memory samples above limit | memory series above limit | memory samples above request | declined (cpu/mem) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut names = vec![policy.name.clone()];
     names.extend(BASELINES.iter().map(|s| s.to_string()));
     for (i, name) in names.iter().enumerate() {
@@ -67,7 +82,7 @@ pub fn run(args: &Args) -> CliResult {
         let c = evaluate::evaluate(&cpu, &p, eval_secs);
         let m = evaluate::evaluate(&memory, &p, eval_secs);
         println!(
-            "| {} | {:.1} % | {:.2} % | {} of {} | {:.1} % | {:.3} % ({} samples) | {} of {} | {}/{} |",
+            "| {} | {:.1} % | {:.2} % | {} of {} | {:.1} % | {:.3} % ({} samples) | {} of {} | {:.2} % | {}/{} |",
             p.name,
             c.slack * 100.0,
             c.above_request_share() * 100.0,
@@ -78,6 +93,7 @@ pub fn run(args: &Args) -> CliResult {
             m.above_limit,
             m.series_above_limit,
             m.series,
+            m.above_request_share() * 100.0,
             c.declined,
             m.declined
         );

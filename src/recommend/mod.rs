@@ -2,6 +2,7 @@
 //! recommended request and limit, with bounds, the rule that produced it, the risk in plain words and the
 //! saving. Pure: plain data in, plain data out; no I/O, no clock.
 
+pub mod calibrate;
 pub mod evaluate;
 pub mod growth;
 pub mod patch;
@@ -166,24 +167,17 @@ pub fn recommend(history: &History<'_>, policy: &Policy, prices: Option<Prices>)
         .copied()
         .filter(|p| p.0 > since)
         .collect();
-    // Peaks, where known, are what memory must hold and what CPU bursts to; means are the fallback.
-    let tops = if peaks_window.is_empty() {
-        &window
-    } else {
-        &peaks_window
-    };
-    let basis: Vec<(i64, f64)> = match rp.basis {
-        Basis::Samples => window.clone(),
-        Basis::DailyPeaks => stats::window_peaks(tops, DAY as i64),
-    };
-    let half_life = rp.half_life_hours * HOUR;
-    let values: Vec<f64> = basis.iter().map(|p| p.1).collect();
-    let weights: Vec<f64> = basis
-        .iter()
-        .map(|p| stats::decay_weight((last - p.0) as f64, half_life))
-        .collect();
+    let (values, weights) = rule_sample(usage, &per_replica_peaks, rp, last);
     let q = |quantile: f64| stats::weighted_quantile(&values, &weights, quantile).unwrap_or(0.0);
-    let margin = 1.0 + rp.margin_ratio;
+    // A calibrated policy replays its own rule at earlier origins of this history and takes the margin
+    // that would have held there; too short a history falls back to the declared margin.
+    let calibrated = rp.calibration.as_ref().and_then(|c| {
+        calibrate::calibrate(usage, &per_replica_peaks, c, |u, p, at| {
+            let (v, w) = rule_sample(u, p, rp, at);
+            stats::weighted_quantile(&v, &w, rp.quantile)
+        })
+    });
+    let margin = calibrated.map_or(1.0 + rp.margin_ratio, |c| c.ratio);
 
     let mut rule = format!(
         "{}_p{}",
@@ -194,7 +188,7 @@ pub fn recommend(history: &History<'_>, policy: &Policy, prices: Option<Prices>)
         fmt_quantile(rp.quantile)
     );
     let mut reason = format!(
-        "{} of {}{} over the last {:.1} days (half-life {}h), plus {:.0} % margin",
+        "{} of {}{} over the last {:.1} days (half-life {}h), times {:.2}",
         fmt_quantile_words(rp.quantile),
         match rp.basis {
             Basis::Samples => "samples",
@@ -207,8 +201,17 @@ pub fn recommend(history: &History<'_>, policy: &Policy, prices: Option<Prices>)
         },
         ((last - window[0].0) as f64 / DAY).max(0.0),
         rp.half_life_hours,
-        rp.margin_ratio * 100.0
+        margin
     );
+    if let Some(c) = calibrated {
+        rule.push_str("+calibrated");
+        let _ = write!(
+            reason,
+            " (calibrated: replayed at {} earlier points of this history, that margin kept all but {:.1} % of the following samples within the request)",
+            c.origins,
+            c.exceedance * 100.0
+        );
+    }
     let mut request = q(rp.quantile) * margin;
     let mut lower = q(rp.lower_quantile) * margin;
     let mut upper = q(rp.upper_quantile) * margin;
@@ -244,10 +247,12 @@ pub fn recommend(history: &History<'_>, policy: &Policy, prices: Option<Prices>)
         }
     }
 
+    let mut growth = 1.0;
     if let Some(g) = history.growth_ratio
         && g > 1.0
     {
         let g = g.min(policy.max_growth_ratio);
+        growth = g;
         request *= g;
         upper *= g;
         rule.push_str("+growth");
@@ -320,7 +325,8 @@ pub fn recommend(history: &History<'_>, policy: &Policy, prices: Option<Prices>)
 
     let mut limit = rp.limit_ratio.map(|r| request * r);
     if let Some(r) = rp.limit_peak_ratio {
-        let at_peak = peak * r;
+        // The peak grows with the level: a limit sized on the past peak alone is what growing tasks hit.
+        let at_peak = peak * r * growth;
         limit = Some(limit.map_or(at_peak, |l| l.max(at_peak)).max(request));
     }
     if let (Some(l), Some(f)) = (limit, oom_floor) {
@@ -410,6 +416,37 @@ fn per_replica(points: &[(i64, f64)], replicas: &[(i64, f64)]) -> Vec<(i64, f64)
             (t, if n >= 1.0 { v / n } else { v })
         })
         .collect()
+}
+
+/// The values and recency weights the rule's quantile is taken over for a history ending at `last`:
+/// the samples, or the daily peaks (of the window maxima where known), within the policy's window.
+fn rule_sample(
+    usage: &[(i64, f64)],
+    peaks: &[(i64, f64)],
+    rp: &ResourcePolicy,
+    last: i64,
+) -> (Vec<f64>, Vec<f64>) {
+    let since = last - (rp.window_days * DAY) as i64;
+    let within = |pts: &[(i64, f64)]| -> Vec<(i64, f64)> {
+        pts.iter()
+            .copied()
+            .filter(|p| p.0 > since && p.0 <= last)
+            .collect()
+    };
+    let window = within(usage);
+    let peaks_window = within(peaks);
+    let basis = match rp.basis {
+        Basis::Samples => window,
+        // Peaks, where known, are what memory must hold and what CPU bursts to; means are the fallback.
+        Basis::DailyPeaks if peaks_window.is_empty() => stats::window_peaks(&window, DAY as i64),
+        Basis::DailyPeaks => stats::window_peaks(&peaks_window, DAY as i64),
+    };
+    let half_life = rp.half_life_hours * HOUR;
+    let weights = basis
+        .iter()
+        .map(|p| stats::decay_weight((last - p.0) as f64, half_life))
+        .collect();
+    (basis.into_iter().map(|p| p.1).collect(), weights)
 }
 
 fn risk_text(

@@ -101,6 +101,10 @@ pub struct ResourcePolicy {
     /// (see [`super::stats::cost_optimal`]), never below the `quantile` rule nor above `upper_quantile`.
     #[serde(default)]
     pub violation_cost: Option<f64>,
+    /// When set, the margin is found per series by replaying this rule on the series' own history
+    /// ([`super::calibrate`]) instead of `margin_ratio`, which stays the fallback for short histories.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
     /// Ask the forecast engine for growth over the planning horizon and size for it.
     #[serde(default)]
     pub forecast_growth: bool,
@@ -119,6 +123,28 @@ pub struct ResourcePolicy {
     /// CPU throttled in more than this share of periods means usage understates demand.
     #[serde(default = "default_throttle")]
     pub throttling_threshold: f64,
+}
+
+/// How a resource's margin is calibrated on the series' own history.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Share of the replayed samples allowed above the request (0: cover every one).
+    #[serde(default)]
+    pub target_exceedance: f64,
+    /// Instead of a target share: the multiplier minimising idle share + this cost x share above, on
+    /// the replayed samples (see [`super::calibrate`]).
+    #[serde(default)]
+    pub violation_cost: Option<f64>,
+    /// Each replay sizes for this many days after its origin (half the history when shorter).
+    pub horizon_days: f64,
+    /// Replay origins, one a day apart back from the latest.
+    pub origins: usize,
+    /// An origin needs this much history before it.
+    pub min_history_hours: f64,
+    /// Bounds on the calibrated multiplier, so one odd replay cannot zero or explode a request.
+    pub min_ratio: f64,
+    pub max_ratio: f64,
 }
 
 fn default_recent_hours() -> f64 {
@@ -216,6 +242,37 @@ impl Policy {
             }
             if !(r.oom_bump_ratio.is_finite() && r.oom_bump_ratio >= 1.0) {
                 return Err(format!("`{section}.oom_bump_ratio` must be at least 1"));
+            }
+            if let Some(c) = &r.calibration {
+                if !(0.0..1.0).contains(&c.target_exceedance) {
+                    return Err(format!(
+                        "`{section}.calibration.target_exceedance` must be in [0, 1), got {}",
+                        c.target_exceedance
+                    ));
+                }
+                positive(
+                    &format!("{section}.calibration.horizon_days"),
+                    c.horizon_days,
+                )?;
+                if let Some(v) = c.violation_cost {
+                    positive(&format!("{section}.calibration.violation_cost"), v)?;
+                }
+                if c.origins == 0 {
+                    return Err(format!(
+                        "`{section}.calibration.origins` must be at least 1"
+                    ));
+                }
+                if !(c.min_history_hours.is_finite() && c.min_history_hours >= 0.0) {
+                    return Err(format!(
+                        "`{section}.calibration.min_history_hours` must not be negative"
+                    ));
+                }
+                positive(&format!("{section}.calibration.min_ratio"), c.min_ratio)?;
+                if !(c.max_ratio.is_finite() && c.max_ratio >= c.min_ratio) {
+                    return Err(format!(
+                        "`{section}.calibration.max_ratio` must be at least min_ratio"
+                    ));
+                }
             }
             if let Some(c) = r.violation_cost
                 && !(c.is_finite() && c >= 0.0)
