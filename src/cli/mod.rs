@@ -12,6 +12,7 @@ mod alert;
 mod bench;
 mod bench_api;
 mod bench_forecast;
+mod bench_ingest;
 mod bench_rightsizing;
 mod exhaustion;
 mod forecast;

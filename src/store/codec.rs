@@ -221,6 +221,32 @@ impl Reader<'_> {
     }
 }
 
+/// One stored chunk row as it sits in `sample_chunk`, for measurements that copy rows around.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRow {
+    pub series_id: i64,
+    pub chunk_start: i64,
+    pub n_samples: i32,
+    pub last_ts: i64,
+    pub data: Vec<u8>,
+}
+
+/// The size at rest of the raw sample store.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StorageSize {
+    /// Heap, indexes and TOAST of every `sample_chunk` partition.
+    pub bytes: i64,
+    pub samples: i64,
+    pub rows: i64,
+    pub partitions: i64,
+}
+
+impl StorageSize {
+    pub fn bytes_per_sample(&self) -> f64 {
+        self.bytes as f64 / self.samples.max(1) as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

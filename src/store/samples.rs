@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::codec::Chunk;
+use super::codec::{Chunk, ChunkRow, StorageSize};
 use super::{Result, Store, StoreError};
 
 /// Span of one stored chunk: 6 hours, aligned to the Unix epoch.
@@ -273,4 +273,115 @@ fn count_changed(old: &Chunk, new: &Chunk) -> u64 {
         }
     }
     n
+}
+
+/// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01), for binary COPY timestamps.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+impl Store {
+    /// Every stored chunk row (benchmarks only: it reads the whole table).
+    pub async fn export_chunk_rows(&self) -> Result<Vec<ChunkRow>> {
+        let rows: Vec<(i64, i64, i32, i64, Vec<u8>)> = sqlx::query_as(
+            "select series_id, extract(epoch from chunk_start)::bigint, n_samples,
+                    extract(epoch from last_ts)::bigint, data
+             from sample_chunk order by chunk_start, series_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ChunkRow {
+                series_id: r.0,
+                chunk_start: r.1,
+                n_samples: r.2,
+                last_ts: r.3,
+                data: r.4,
+            })
+            .collect())
+    }
+
+    /// Empties `sample_chunk` (every partition), keeping the partitions.
+    pub async fn truncate_samples(&self) -> Result<()> {
+        sqlx::query("truncate sample_chunk")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The raw ingest ceiling: `COPY sample_chunk FROM STDIN (FORMAT binary)` of ready rows, with no merge.
+    /// Returns the rows copied. Partitions must exist (they do after a scrape of the same window).
+    pub async fn copy_chunk_rows_raw(&self, rows: &[ChunkRow]) -> Result<u64> {
+        use sqlx::postgres::PgPoolCopyExt;
+        let mut buf =
+            Vec::with_capacity(rows.iter().map(|r| r.data.len() + 60).sum::<usize>() + 32);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        for r in rows {
+            buf.extend_from_slice(&5i16.to_be_bytes());
+            for field in [
+                &r.series_id.to_be_bytes()[..],
+                &(r.chunk_start * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
+                &r.n_samples.to_be_bytes()[..],
+                &(r.last_ts * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
+                &r.data[..],
+            ] {
+                buf.extend_from_slice(&(field.len() as i32).to_be_bytes());
+                buf.extend_from_slice(field);
+            }
+        }
+        buf.extend_from_slice(&(-1i16).to_be_bytes());
+        let mut copy = self
+            .pool
+            .copy_in_raw(
+                "copy sample_chunk (series_id, chunk_start, n_samples, last_ts, data) from stdin (format binary)",
+            )
+            .await?;
+        copy.send(buf).await?;
+        Ok(copy.finish().await?)
+    }
+
+    /// Bytes at rest of every `sample_chunk` partition (heap, indexes, TOAST) and the samples they hold.
+    pub async fn sample_storage(&self) -> Result<StorageSize> {
+        let (bytes, partitions): (i64, i64) = sqlx::query_as(
+            "select coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint, count(*)
+             from pg_inherits i where i.inhparent = 'sample_chunk'::regclass",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (samples, rows): (i64, i64) = sqlx::query_as(
+            "select coalesce(sum(n_samples), 0)::bigint, count(*) from sample_chunk",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StorageSize {
+            bytes,
+            samples,
+            rows,
+            partitions,
+        })
+    }
+}
+
+impl Store {
+    /// Creates an empty database on this server (benchmarks use a scratch database they drop afterwards).
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        let sql = format!("create database \"{}\"", name.replace('"', ""));
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops a database of this server, disconnecting its sessions.
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        let sql = format!(
+            "drop database if exists \"{}\" with (force)",
+            name.replace('"', "")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
