@@ -47,21 +47,11 @@ impl Silence {
     }
 }
 
-/// The row to write for one alert.
+/// The row to write for one alert: its state, and when it resolved if it just did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateWrite {
-    pub fingerprint: String,
-    pub rule: String,
-    pub severity: Severity,
-    pub workload_id: Option<i64>,
-    pub firing: bool,
-    pub summary: String,
-    pub content_hash: String,
-    pub started_at: i64,
-    pub last_sent_at: Option<i64>,
+    pub state: StoredState,
     pub resolved_at: Option<i64>,
-    pub route: Option<String>,
-    pub labels: BTreeMap<String, String>,
 }
 
 /// A message for the outbox.
@@ -172,42 +162,38 @@ pub fn plan(
 
         for (a, prev) in &g.firing {
             plan.writes.push(StateWrite {
-                fingerprint: a.fingerprint.clone(),
-                rule: a.rule.as_str().into(),
-                severity: a.severity,
-                workload_id: Some(a.workload.id),
-                firing: true,
-                summary: a.summary.clone(),
-                // Unsent changes stay news: the hash records what was said, not what holds.
-                content_hash: match (send, prev) {
-                    (false, Some(p)) if p.last_sent_at.is_some() => p.content_hash.clone(),
-                    _ => a.content_hash.clone(),
-                },
-                started_at: prev.map_or(now, |p| p.started_at),
-                last_sent_at: if send {
-                    Some(now)
-                } else {
-                    prev.and_then(|p| p.last_sent_at)
-                },
                 resolved_at: None,
-                route: route_name.clone(),
-                labels: render::alert_labels(a),
+                state: StoredState {
+                    fingerprint: a.fingerprint.clone(),
+                    rule: a.rule.as_str().into(),
+                    severity: a.severity,
+                    workload_id: Some(a.workload.id),
+                    firing: true,
+                    summary: a.summary.clone(),
+                    // Unsent changes stay news: the hash records what was said, not what holds.
+                    content_hash: match (send, prev) {
+                        (false, Some(p)) if p.last_sent_at.is_some() => p.content_hash.clone(),
+                        _ => a.content_hash.clone(),
+                    },
+                    started_at: prev.map_or(now, |p| p.started_at),
+                    last_sent_at: if send {
+                        Some(now)
+                    } else {
+                        prev.and_then(|p| p.last_sent_at)
+                    },
+                    route: route_name.clone(),
+                    labels: render::alert_labels(a),
+                },
             });
         }
         for s in &g.resolved {
             plan.writes.push(StateWrite {
-                fingerprint: s.fingerprint.clone(),
-                rule: s.rule.clone(),
-                severity: s.severity,
-                workload_id: s.workload_id,
-                firing: false,
-                summary: s.summary.clone(),
-                content_hash: s.content_hash.clone(),
-                started_at: s.started_at,
-                last_sent_at: if send { Some(now) } else { s.last_sent_at },
+                state: StoredState {
+                    firing: false,
+                    last_sent_at: if send { Some(now) } else { s.last_sent_at },
+                    ..(*s).clone()
+                },
                 resolved_at: Some(now),
-                route: s.route.clone(),
-                labels: s.labels.clone(),
             });
         }
         let Some(route) = route.filter(|_| send) else {
@@ -283,9 +269,11 @@ fn plan_digests(
         if entries.is_empty() {
             if let Some(p) = prev.filter(|p| p.firing) {
                 plan.writes.push(StateWrite {
-                    firing: false,
+                    state: StoredState {
+                        firing: false,
+                        ..p.clone()
+                    },
                     resolved_at: Some(now),
-                    ..digest_write(p, now)
                 });
             }
             continue;
@@ -299,18 +287,20 @@ fn plan_digests(
             policy.currency
         );
         plan.writes.push(StateWrite {
-            fingerprint: fp.clone(),
-            rule: Rule::SavingsDigest.as_str().into(),
-            severity: Severity::Info,
-            workload_id: None,
-            firing: true,
-            summary,
-            content_hash: String::new(),
-            started_at: prev.filter(|p| p.firing).map_or(now, |p| p.started_at),
-            last_sent_at: if send { Some(now) } else { last },
             resolved_at: None,
-            route: Some(route.name.clone()),
-            labels: BTreeMap::from([("alertname".into(), Rule::SavingsDigest.as_str().into())]),
+            state: StoredState {
+                fingerprint: fp.clone(),
+                rule: Rule::SavingsDigest.as_str().into(),
+                severity: Severity::Info,
+                workload_id: None,
+                firing: true,
+                summary,
+                content_hash: String::new(),
+                started_at: prev.filter(|p| p.firing).map_or(now, |p| p.started_at),
+                last_sent_at: if send { Some(now) } else { last },
+                route: Some(route.name.clone()),
+                labels: BTreeMap::from([("alertname".into(), Rule::SavingsDigest.as_str().into())]),
+            },
         });
         if send {
             let payload = match route.format {
@@ -332,23 +322,6 @@ fn plan_digests(
                 payload,
             });
         }
-    }
-}
-
-fn digest_write(p: &StoredState, now: i64) -> StateWrite {
-    StateWrite {
-        fingerprint: p.fingerprint.clone(),
-        rule: p.rule.clone(),
-        severity: p.severity,
-        workload_id: None,
-        firing: p.firing,
-        summary: p.summary.clone(),
-        content_hash: p.content_hash.clone(),
-        started_at: p.started_at,
-        last_sent_at: p.last_sent_at,
-        resolved_at: if p.firing { None } else { Some(now) },
-        route: p.route.clone(),
-        labels: p.labels.clone(),
     }
 }
 
@@ -393,20 +366,8 @@ mod tests {
     fn stored(writes: &[StateWrite]) -> Vec<StoredState> {
         writes
             .iter()
-            .filter(|w| w.firing)
-            .map(|w| StoredState {
-                fingerprint: w.fingerprint.clone(),
-                rule: w.rule.clone(),
-                severity: w.severity,
-                workload_id: w.workload_id,
-                firing: w.firing,
-                summary: w.summary.clone(),
-                content_hash: w.content_hash.clone(),
-                started_at: w.started_at,
-                last_sent_at: w.last_sent_at,
-                route: w.route.clone(),
-                labels: w.labels.clone(),
-            })
+            .filter(|w| w.state.firing)
+            .map(|w| w.state.clone())
             .collect()
     }
 

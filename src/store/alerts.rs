@@ -605,7 +605,7 @@ impl AlertRound {
 
     /// Writes the state changes and queues the messages, then commits: both or neither.
     pub async fn apply(mut self, plan: &Plan, now: i64) -> Result<()> {
-        for w in &plan.writes {
+        for (w, resolved_at) in plan.writes.iter().map(|w| (&w.state, w.resolved_at)) {
             let labels = serde_json::to_value(&w.labels).unwrap_or_default();
             sqlx::query!(
                 r#"insert into alert_state (fingerprint, rule, severity, workload_id, status, summary,
@@ -627,7 +627,7 @@ impl AlertRound {
                 w.content_hash,
                 w.started_at as f64,
                 w.last_sent_at.map(|t| t as f64),
-                w.resolved_at.map(|t| t as f64),
+                resolved_at.map(|t| t as f64),
                 now as f64,
                 w.route,
                 labels
