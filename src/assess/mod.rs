@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use crate::domain::Resource;
 use crate::forecast::{self, ExhaustionStatus, ForecastOptions};
 use crate::recommend::{self, History, Policy, Prices, Unit};
-use crate::store::{AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow, Store, StoreError};
+use crate::store::{
+    AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow, ResourceNow,
+    Store, StoreError,
+};
 
 /// How an assessment runs.
 #[derive(Debug, Clone)]
@@ -62,7 +65,12 @@ pub type ContainerHistory = HashMap<String, Vec<(i64, f64)>>;
 fn resource_metrics(r: Resource) -> (&'static str, &'static str, &'static str, &'static str) {
     match r {
         Resource::Cpu => ("cpu_usage", "cpu_usage_max", "cpu_request", "cpu_limit"),
-        Resource::Memory => ("memory_usage", "memory_usage_max", "memory_request", "memory_limit"),
+        Resource::Memory => (
+            "memory_usage",
+            "memory_usage_max",
+            "memory_request",
+            "memory_limit",
+        ),
     }
 }
 
@@ -84,7 +92,12 @@ fn last_value(points: Option<&Vec<(i64, f64)>>) -> Option<f64> {
 }
 
 /// Pure: the assessment of one container from its history, at `now`.
-pub fn plan(target: &AssessTarget, history: &ContainerHistory, opts: &AssessOptions, now: i64) -> ContainerResult {
+pub fn plan(
+    target: &AssessTarget,
+    history: &ContainerHistory,
+    opts: &AssessOptions,
+    now: i64,
+) -> ContainerResult {
     let mut result = ContainerResult {
         container_id: target.container_id,
         workload_id: target.workload_id,
@@ -110,15 +123,26 @@ pub fn plan(target: &AssessTarget, history: &ContainerHistory, opts: &AssessOpti
         let recent_oom = history
             .get("oom_kills")
             .is_some_and(|p| p.iter().any(|&(t, v)| v > 0.0 && t >= now - 86_400));
-        result.usage.push((resource, last_value(usage), request, limit));
+        result.usage.push(ResourceNow {
+            resource,
+            usage: last_value(usage),
+            request,
+            limit,
+        });
 
         // Forecast of the peak across replicas: what reaches a per-container request or limit first.
         if let (Some(series_id), Some(peaks)) = (target.series.get(peak_m), peaks) {
             match forecast::forecast(&downsample_max(peaks, opts.fit_step_secs), &fopts) {
                 Ok(f) => {
-                    result.forecasts.push(ForecastRow::from_forecast(*series_id, &f, opts.stored_points));
+                    result.forecasts.push(ForecastRow::from_forecast(
+                        *series_id,
+                        &f,
+                        opts.stored_points,
+                    ));
                     for (kind, threshold) in [("request", request), ("limit", limit)] {
-                        let Some(threshold) = threshold.filter(|t| *t > 0.0) else { continue };
+                        let Some(threshold) = threshold.filter(|t| *t > 0.0) else {
+                            continue;
+                        };
                         let mut e = forecast::exhaustion(&f, threshold);
                         // The kernel kills at the limit, so sampled usage never quite shows it: a recent OOM
                         // kill is the proof that the memory limit was reached.
@@ -154,15 +178,32 @@ pub fn plan(target: &AssessTarget, history: &ContainerHistory, opts: &AssessOpti
         let day_ago = now - 86_400;
         let oom_kills: Vec<i64> = history
             .get("oom_kills")
-            .map(|p| p.iter().filter(|(_, v)| *v > 0.0).map(|(t, _)| *t).collect())
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, v)| *v > 0.0)
+                    .map(|(t, _)| *t)
+                    .collect()
+            })
             .unwrap_or_default();
         let throttled = history.get("cpu_throttled_ratio").map(|p| {
-            let recent: Vec<f64> = p.iter().filter(|(t, _)| *t >= day_ago).map(|(_, v)| *v).collect();
-            if recent.is_empty() { 0.0 } else { recent.iter().sum::<f64>() / recent.len() as f64 }
+            let recent: Vec<f64> = p
+                .iter()
+                .filter(|(t, _)| *t >= day_ago)
+                .map(|(_, v)| *v)
+                .collect();
+            if recent.is_empty() {
+                0.0
+            } else {
+                recent.iter().sum::<f64>() / recent.len() as f64
+            }
         });
         let week_ago = now - 7 * 86_400;
-        let recent_replicas = replicas.iter().filter(|(t, _)| *t >= week_ago).map(|(_, v)| *v);
-        let (lo, hi) = recent_replicas.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let recent_replicas = replicas
+            .iter()
+            .filter(|(t, _)| *t >= week_ago)
+            .map(|(_, v)| *v);
+        let (lo, hi) =
+            recent_replicas.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let mut h = History::new(
             resource,
             match resource {
@@ -175,7 +216,11 @@ pub fn plan(target: &AssessTarget, history: &ContainerHistory, opts: &AssessOpti
         // is at work (it changed within the week).
         h.peaks = peaks.map(|p| p.as_slice()).unwrap_or(&[]);
         h.oom_kills = &oom_kills;
-        h.throttled_ratio = if resource == Resource::Cpu { throttled } else { None };
+        h.throttled_ratio = if resource == Resource::Cpu {
+            throttled
+        } else {
+            None
+        };
         h.current_request = request;
         h.current_limit = limit;
         h.hpa_scaled = hi > lo;
@@ -183,21 +228,27 @@ pub fn plan(target: &AssessTarget, history: &ContainerHistory, opts: &AssessOpti
         let rec = recommend::recommend(&h, &opts.policy, Some(opts.prices));
         let replicas_now = last_value(Some(replicas)).unwrap_or(1.0).max(1.0);
         result.replicas = result.replicas.max(replicas_now);
-        result.recommendations.push(RecommendationRow::from_recommendation(
-            target.container_id,
-            &rec,
-            &opts.policy.name,
-            request,
-            limit,
-            replicas_now,
-        ));
+        result
+            .recommendations
+            .push(RecommendationRow::from_recommendation(
+                target.container_id,
+                &rec,
+                &opts.policy.name,
+                request,
+                limit,
+                replicas_now,
+            ));
     }
     result
 }
 
 /// Assesses every container that has series, in batches, and stores the results. One failed batch is
 /// logged and skipped; the rest still runs.
-pub async fn run(store: &Store, opts: &AssessOptions, now: i64) -> Result<AssessReport, StoreError> {
+pub async fn run(
+    store: &Store,
+    opts: &AssessOptions,
+    now: i64,
+) -> Result<AssessReport, StoreError> {
     let started = std::time::Instant::now();
     let mut report = AssessReport::default();
     let mut after = 0i64;
@@ -207,11 +258,17 @@ pub async fn run(store: &Store, opts: &AssessOptions, now: i64) -> Result<Assess
         let targets = store.assess_targets(after, opts.batch as i64).await?;
         let Some(last) = targets.last() else { break };
         after = last.container_id;
-        let ids: Vec<i64> = targets.iter().flat_map(|t| t.series.values().copied()).collect();
-        let samples = store.read_samples_many(&ids, now - opts.history_secs, now + 1).await?;
+        let ids: Vec<i64> = targets
+            .iter()
+            .flat_map(|t| t.series.values().copied())
+            .collect();
+        let samples = store
+            .read_samples_many(&ids, now - opts.history_secs, now + 1)
+            .await?;
         let (opts2, targets2) = (opts.clone(), targets.clone());
         let results = tokio::task::spawn_blocking(move || {
-            let by_id: HashMap<i64, &Vec<(i64, f64)>> = samples.iter().map(|(k, v)| (*k, v)).collect();
+            let by_id: HashMap<i64, &Vec<(i64, f64)>> =
+                samples.iter().map(|(k, v)| (*k, v)).collect();
             targets2
                 .iter()
                 .map(|t| {
@@ -229,20 +286,26 @@ pub async fn run(store: &Store, opts: &AssessOptions, now: i64) -> Result<Assess
         for r in &results {
             let u = usage.entry(r.workload_id).or_insert((0.0, 0.0, 0.0));
             u.0 = u.0.max(r.replicas);
-            for (res, used, _, _) in &r.usage {
-                match res {
-                    Resource::Cpu => u.1 += used.unwrap_or(0.0),
-                    Resource::Memory => u.2 += used.unwrap_or(0.0),
+            for now in &r.usage {
+                match now.resource {
+                    Resource::Cpu => u.1 += now.usage.unwrap_or(0.0),
+                    Resource::Memory => u.2 += now.usage.unwrap_or(0.0),
                 }
             }
         }
         report.containers += results.len() as u64;
-        report.forecasts += results.iter().map(|r| r.forecasts.len() as u64).sum::<u64>();
+        report.forecasts += results
+            .iter()
+            .map(|r| r.forecasts.len() as u64)
+            .sum::<u64>();
         report.not_enough_history += results.iter().map(|r| r.not_enough_history).sum::<u64>();
         store.save_assessment(&results, now).await?;
     }
     store.refresh_workload_summaries(now).await?;
-    let rows: Vec<(i64, f64, f64, f64)> = usage.into_iter().map(|(w, (r, c, m))| (w, r, c, m)).collect();
+    let rows: Vec<(i64, f64, f64, f64)> = usage
+        .into_iter()
+        .map(|(w, (r, c, m))| (w, r, c, m))
+        .collect();
     store.set_workload_usage(&rows).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

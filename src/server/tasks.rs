@@ -8,13 +8,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::AppState;
+use crate::alert::{self, Deliverer};
 use crate::assess::{self, AssessOptions};
 use crate::scrape::{RunOptions, SourceScraper};
 
 pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(scrape_loop(state.clone(), stop.clone())),
-        tokio::spawn(assess_loop(state, stop)),
+        tokio::spawn(assess_loop(state.clone(), stop.clone())),
+        tokio::spawn(alert_delivery_loop(state, stop)),
     ]
 }
 
@@ -26,7 +28,11 @@ fn now() -> i64 {
 }
 
 /// Waits for the interval, a trigger or shutdown; `false` means stop.
-async fn wait(interval: Duration, trigger: &tokio::sync::Notify, stop: &mut watch::Receiver<bool>) -> bool {
+async fn wait(
+    interval: Duration,
+    trigger: &tokio::sync::Notify,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(interval) => true,
         _ = trigger.notified() => true,
@@ -42,7 +48,11 @@ async fn scrape_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 return;
             }
             // One scraper per source across replicas: the holder of the source's advisory lock.
-            let lock = match state.store.try_lock(&format!("headroom.scrape.{}", src.name)).await {
+            let lock = match state
+                .store
+                .try_lock(&format!("headroom.scrape.{}", src.name))
+                .await
+            {
                 Ok(Some(lock)) => lock,
                 Ok(None) => {
                     tracing::debug!(task = "scrape", source = %src.name, "another replica is scraping this source");
@@ -54,9 +64,13 @@ async fn scrape_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 }
             };
             let result = async {
-                let scraper =
-                    SourceScraper::new(src, &state.settings.scrape, state.store.clone(), Arc::clone(&state.metrics))
-                        .await?;
+                let scraper = SourceScraper::new(
+                    src,
+                    &state.settings.scrape,
+                    state.store.clone(),
+                    Arc::clone(&state.metrics),
+                )
+                .await?;
                 let opts = RunOptions {
                     end: now() - state.settings.scrape.settle_secs as i64,
                     backfill_secs: state.settings.scrape.backfill_days as i64 * 86_400,
@@ -74,8 +88,12 @@ async fn scrape_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                     task = "scrape", source = %r.source, queries = r.queries, samples_received = r.samples_received,
                     samples_written = r.samples_written, duration_ms = (r.seconds * 1e3) as u64, "scrape done"
                 ),
-                Ok(None) => tracing::info!(task = "scrape", source = %src.name, "scrape interrupted by shutdown"),
-                Err(e) => tracing::warn!(task = "scrape", source = %src.name, error = %e, "scrape failed; will retry"),
+                Ok(None) => {
+                    tracing::info!(task = "scrape", source = %src.name, "scrape interrupted by shutdown")
+                }
+                Err(e) => {
+                    tracing::warn!(task = "scrape", source = %src.name, error = %e, "scrape failed; will retry")
+                }
             }
             if let Err(e) = lock.release().await {
                 tracing::warn!(task = "scrape", error = %e, "releasing the scrape lock failed");
@@ -109,11 +127,16 @@ async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 };
                 match outcome {
                     Some(Ok(r)) => tracing::info!(
-                        task = "assess", containers = r.containers, forecasts = r.forecasts,
-                        not_enough_history = r.not_enough_history, duration_ms = (r.seconds * 1e3) as u64,
+                        task = "assess",
+                        containers = r.containers,
+                        forecasts = r.forecasts,
+                        not_enough_history = r.not_enough_history,
+                        duration_ms = (r.seconds * 1e3) as u64,
                         "assessment done"
                     ),
-                    Some(Err(e)) => tracing::warn!(task = "assess", error = %e, "assessment failed; will retry"),
+                    Some(Err(e)) => {
+                        tracing::warn!(task = "assess", error = %e, "assessment failed; will retry")
+                    }
                     None => tracing::info!(task = "assess", "assessment interrupted by shutdown"),
                 }
                 if let Err(e) = lock.release().await {
@@ -121,10 +144,49 @@ async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 }
             }
             Ok(None) => tracing::debug!(task = "assess", "another replica is assessing"),
-            Err(e) => tracing::warn!(task = "assess", error = %e, "cannot take the assessment lock"),
+            Err(e) => {
+                tracing::warn!(task = "assess", error = %e, "cannot take the assessment lock")
+            }
         }
         if !wait(interval, &state.triggers.assess, &mut stop).await {
             return;
+        }
+    }
+}
+
+/// Sends what the outbox holds: every second while there is work, every 10 seconds otherwise.
+async fn alert_delivery_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let deliverer = match Deliverer::from_settings(&state.settings.alerts) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(task = "alert_delivery", error = %e, "alert delivery disabled");
+            return;
+        }
+    };
+    let http = alert::http_client();
+    loop {
+        let busy = match deliverer.deliver_due(&state.store, &http, now()).await {
+            Ok(r) => {
+                if r.busy() {
+                    tracing::info!(
+                        task = "alert_delivery",
+                        delivered = r.delivered,
+                        retried = r.retried,
+                        failed = r.failed,
+                        "alert delivery"
+                    );
+                }
+                r.busy()
+            }
+            Err(e) => {
+                tracing::warn!(task = "alert_delivery", error = %e, "alert delivery failed; will retry");
+                false
+            }
+        };
+        let pause = Duration::from_secs(if busy { 1 } else { 10 });
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

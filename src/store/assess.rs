@@ -34,7 +34,9 @@ pub struct ForecastRow {
 impl ForecastRow {
     pub fn from_forecast(series_id: i64, f: &Forecast, max_points: usize) -> Self {
         let k = f.p50.len().div_ceil(max_points.max(1)).max(1);
-        let blocks = |v: &[f64], pick: fn(&[f64]) -> f64| -> Vec<f32> { v.chunks(k).map(|c| pick(c) as f32).collect() };
+        let blocks = |v: &[f64], pick: fn(&[f64]) -> f64| -> Vec<f32> {
+            v.chunks(k).map(|c| pick(c) as f32).collect()
+        };
         Self {
             series_id,
             model: f.model.clone(),
@@ -43,8 +45,12 @@ impl ForecastRow {
             start: f.start,
             step: f.step * k as i64,
             p50: blocks(&f.p50, |c| c[c.len() / 2]),
-            lower: blocks(&f.lower, |c| c.iter().copied().fold(f64::INFINITY, f64::min)),
-            upper: blocks(&f.upper, |c| c.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            lower: blocks(&f.lower, |c| {
+                c.iter().copied().fold(f64::INFINITY, f64::min)
+            }),
+            upper: blocks(&f.upper, |c| {
+                c.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            }),
         }
     }
 }
@@ -97,7 +103,12 @@ impl RecommendationRow {
         let (amount, money) = r
             .saving
             .as_ref()
-            .map(|s| (s.units * replicas, s.money_per_month.unwrap_or(0.0) * replicas))
+            .map(|s| {
+                (
+                    s.units * replicas,
+                    s.money_per_month.unwrap_or(0.0) * replicas,
+                )
+            })
             .unwrap_or((0.0, 0.0));
         Self {
             container_id,
@@ -118,13 +129,22 @@ impl RecommendationRow {
     }
 }
 
+/// A resource's figures at the last sample.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceNow {
+    pub resource: Resource,
+    /// Per-replica usage.
+    pub usage: Option<f64>,
+    pub request: Option<f64>,
+    pub limit: Option<f64>,
+}
+
 /// Everything one container's assessment produced.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerResult {
     pub container_id: i64,
     pub workload_id: i64,
-    /// Per resource: last per-replica usage, current request, current limit.
-    pub usage: Vec<(Resource, Option<f64>, Option<f64>, Option<f64>)>,
+    pub usage: Vec<ResourceNow>,
     pub forecasts: Vec<ForecastRow>,
     pub exhaustions: Vec<ExhaustionRow>,
     pub recommendations: Vec<RecommendationRow>,
@@ -159,7 +179,11 @@ impl Store {
     }
 
     /// Appends one batch of results, all stamped `computed_at`, in one transaction.
-    pub async fn save_assessment(&self, results: &[ContainerResult], computed_at: i64) -> Result<()> {
+    pub async fn save_assessment(
+        &self,
+        results: &[ContainerResult],
+        computed_at: i64,
+    ) -> Result<()> {
         let at = computed_at as f64;
         let mut tx = self.pool.begin().await?;
         for f in results.iter().flat_map(|r| &r.forecasts) {

@@ -22,7 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use alerts::{
     AlertRound, ClaimedMessage, Completion, FactWindows, NewSilence, OutboxStatus,
 };
-pub use assess::{AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow};
+pub use assess::{
+    AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow, ResourceNow,
+};
 pub use inventory::{ContainerKey, WorkloadKey};
 pub use locks::LockGuard;
 pub use read::{

@@ -5,6 +5,7 @@ mod alerts;
 mod api;
 mod assess;
 mod config;
+mod daemon;
 mod dashboard;
 mod offline_forecast;
 mod offline_recommend;
