@@ -2,6 +2,7 @@
 //! stopped together on Ctrl-C or SIGTERM. Every route is listed in `router`.
 
 pub mod api;
+mod cache;
 mod dashboard;
 pub mod error;
 mod results;
@@ -117,23 +118,30 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(get_metrics));
     let api = Router::new()
         // Dashboards and reports: reads.
-        .route("/api/v1/workloads", get(api::list_workloads))
         .route("/api/v1/workloads/{id}", get(api::get_workload))
         .route("/api/v1/workloads/{id}/history", get(api::get_workload_history))
         .route("/api/v1/workloads/{id}/forecasts", get(api::get_forecast_history))
-        .route("/api/v1/at-risk", get(api::list_at_risk))
-        .route("/api/v1/recommendations", get(api::list_recommendations))
         .route("/api/v1/patches", get(api::get_patches))
         .route("/api/v1/openapi.json", get(get_openapi))
         // Operators: token-protected triggers.
         .route("/api/v1/scrape", post(api::post_scrape))
         .route("/api/v1/assess", post(api::post_assess));
+    // Dashboards: the lists every open dashboard polls, answered from memory for a few seconds.
+    let lists = Router::new()
+        .route("/api/v1/workloads", get(api::list_workloads))
+        .route("/api/v1/at-risk", get(api::list_at_risk))
+        .route("/api/v1/recommendations", get(api::list_recommendations))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cache::ResponseCache::new(std::time::Duration::from_secs(5), 1_000),
+            cache::serve_cached,
+        ));
     // People: dashboard pages.
     let pages = Router::new()
         .route("/", get(dashboard::get_index))
         .route("/workloads/{id}", get(dashboard::get_workload_page));
     probes
         .merge(api)
+        .merge(lists)
         .merge(pages)
         .fallback(|| async { error::ApiError::NotFound("route".into()) })
         .with_state(state)

@@ -106,7 +106,7 @@ fn record_one_scrape(m: &Metrics) {
 }
 
 fn chromium_binary() -> String {
-    std::env::var("HEADROOM_CHROMIUM").unwrap_or_else(|_| "chromium".into())
+    std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into())
 }
 
 /// A fresh profile directory per run, so parallel tests never share Chromium's lock.
@@ -148,7 +148,7 @@ async fn chromium(url: &str, extra: &[&str]) -> String {
         Err(_) => panic!("headless Chromium did not finish within 120 s on {url}"),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => panic!(
             "`{bin}` not found: the dashboard tests need headless Chromium; install Debian's `chromium` \
-             package (apt-get install -y --no-install-recommends chromium) or set HEADROOM_CHROMIUM to its path"
+             package (apt-get install -y --no-install-recommends chromium) or set CHROMIUM_BIN to its path"
         ),
         Ok(Err(e)) => panic!("cannot run `{bin}`: {e}"),
         Ok(Ok(out)) => out,
