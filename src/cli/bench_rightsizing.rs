@@ -217,6 +217,7 @@ struct Curve {
 }
 
 const QUANTILES: [f64; 10] = [0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99, 1.0];
+const COSTS: [f64; 9] = [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0, 20.0];
 
 fn sweep(
     policy: &Policy,
@@ -232,21 +233,38 @@ fn sweep(
             } else {
                 Policy::load(base).map_err(|e| Failure::BadInput(e.into()))?
             };
+            let calibrated = match resource {
+                Resource::Cpu => p.cpu.calibration.as_ref(),
+                Resource::Memory => p.memory.calibration.as_ref(),
+            }
+            .is_some_and(|c| c.violation_cost.is_some());
             let mut points = Vec::new();
-            for q in QUANTILES {
+            // A calibrated policy's knob is its violation cost; the others' is their quantile.
+            let knobs: &[f64] = if calibrated { &COSTS } else { &QUANTILES };
+            for &k in knobs {
                 let mut v = p.clone();
                 let r = match resource {
                     Resource::Cpu => &mut v.cpu,
                     Resource::Memory => &mut v.memory,
                 };
-                r.quantile = q;
-                r.lower_quantile = r.lower_quantile.min(q);
-                r.upper_quantile = r.upper_quantile.max(q);
-                points.push((q, evaluate::evaluate(series, &v, eval_secs)));
+                match r.calibration.as_mut() {
+                    Some(c) if calibrated => c.violation_cost = Some(k),
+                    _ => {
+                        r.quantile = k;
+                        r.lower_quantile = r.lower_quantile.min(k);
+                        r.upper_quantile = r.upper_quantile.max(k);
+                    }
+                }
+                points.push((k, evaluate::evaluate(series, &v, eval_secs)));
             }
+            let knob = if calibrated {
+                "violation cost"
+            } else {
+                "quantile"
+            };
             curves.push(Curve {
                 resource,
-                label: format!("{base} (quantile swept)"),
+                label: format!("{base} ({knob} swept)"),
                 points,
                 marker: Some(evaluate::evaluate(series, &p, eval_secs)),
             });
@@ -340,7 +358,7 @@ fn render_svg(curves: &[Curve]) -> String {
                 for (q, s) in &c.points {
                     let _ = writeln!(
                         svg,
-                        r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{colour}"><title>{} q={q}</title></circle>"#,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{colour}"><title>{} {q}</title></circle>"#,
                         px(violations(c.resource, s)),
                         py(s.slack),
                         c.label
@@ -366,7 +384,7 @@ fn render_svg(curves: &[Curve]) -> String {
     }
     let _ = writeln!(
         svg,
-        r##"<text x="{}" y="{}" text-anchor="middle" fill="#444">rings: each policy as declared; dots: its quantile at 0.5 … 1.0</text></svg>"##,
+        r##"<text x="{}" y="{}" text-anchor="middle" fill="#444">rings: each policy as declared; dots: its knob swept (quantile 0.5 … 1.0, or violation cost 1 … 20)</text></svg>"##,
         w,
         h + 28.0
     );

@@ -295,6 +295,29 @@ impl Policy {
         Ok(())
     }
 
+    /// The policy for one workload from ordered `(pattern, policy)` rules, as a configuration lists them:
+    /// the first pattern matching `namespace/workload` wins (a pattern without `/` matches the namespace
+    /// alone; `*` matches any run of characters), and `balanced` applies when none matches. The policy is
+    /// a built-in name or a `.toml` file, as for [`Policy::load`].
+    pub fn for_workload(
+        rules: &[(String, String)],
+        namespace: &str,
+        workload: &str,
+    ) -> Result<Self, PolicyError> {
+        let full = format!("{namespace}/{workload}");
+        let chosen = rules
+            .iter()
+            .find(|(pattern, _)| {
+                if pattern.contains('/') {
+                    glob_match(pattern, &full)
+                } else {
+                    glob_match(pattern, namespace)
+                }
+            })
+            .map_or("balanced", |(_, policy)| policy.as_str());
+        Self::load(chosen)
+    }
+
     /// The knobs for `resource`.
     pub fn for_resource(&self, resource: crate::domain::Resource) -> &ResourcePolicy {
         match resource {
@@ -304,9 +327,67 @@ impl Policy {
     }
 }
 
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters (none included).
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let tail: Vec<&str> = parts.collect();
+    let Some((last, middle)) = tail.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn workload_policy_is_the_first_matching_rule_or_balanced() {
+        let r = rules(&[
+            ("prod/payments-*", "cautious"),
+            ("prod", "guaranteed"),
+            ("*/batch-*", "aggressive"),
+        ]);
+        let name = |ns: &str, w: &str| Policy::for_workload(&r, ns, w).unwrap().name;
+        assert_eq!(name("prod", "payments-api"), "cautious");
+        assert_eq!(name("prod", "web"), "guaranteed");
+        assert_eq!(name("dev", "batch-nightly"), "aggressive");
+        assert_eq!(name("dev", "web"), "balanced");
+        assert_eq!(name("production", "web"), "balanced");
+    }
+
+    #[test]
+    fn workload_rule_naming_an_unknown_policy_is_an_error() {
+        let r = rules(&[("*", "reckless")]);
+        assert!(Policy::for_workload(&r, "any", "thing").is_err());
+    }
+
+    #[test]
+    fn glob_stars_match_any_run_including_none() {
+        assert!(glob_match("a*b*c", "abc"));
+        assert!(glob_match("a*b*c", "a-x-b-y-c"));
+        assert!(!glob_match("a*b*c", "a-x-c"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("ab", "abc"));
+        assert!(!glob_match("a*a", "a"));
+    }
 
     #[test]
     fn every_builtin_policy_parses_and_carries_its_own_name() {

@@ -263,5 +263,5 @@ fn balanced_cpu_margin_is_calibrated_on_the_series_own_history() {
     assert!(rec.rule.contains("+calibrated"), "{}", rec.rule);
     assert!(rec.reason.contains("replayed at 7"), "{}", rec.reason);
     let req = rec.request.unwrap();
-    assert!(req >= 1.8 && req <= 2.0 + 1e-9, "request {req}");
+    assert!((1.8..=2.0 + 1e-9).contains(&req), "request {req}");
 }
