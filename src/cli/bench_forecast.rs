@@ -202,7 +202,9 @@ fn bench_accuracy(
         }
     }
     let mut chosen: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut per_dataset: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    // Per dataset: the engine's MASE per origin, and its observed leads inside the interval and in all.
+    let mut per_dataset: std::collections::BTreeMap<String, (Vec<f64>, usize, usize)> =
+        Default::default();
     let mut detail_rows = Vec::new();
     for (i, (ds, key, case)) in cases.iter().enumerate() {
         if !kept[i] {
@@ -220,10 +222,11 @@ fn bench_accuracy(
         }
         if let Ok(f) = &runs[0][i] {
             *chosen.entry(f.model.clone()).or_default() += 1;
-            per_dataset
-                .entry(ds.clone())
-                .or_default()
-                .push(case.mase(&f.p50));
+            let d = per_dataset.entry(ds.clone()).or_default();
+            d.0.push(case.mase(&f.p50));
+            let (inside, n) = case.covered(&f.lower, &f.upper);
+            d.1 += inside;
+            d.2 += n;
         }
         let lin = evaluate::predict_linear(&case.train_y, case.step, 6 * 3_600, case.actual.len());
         let x = case.mase(&lin);
@@ -260,8 +263,13 @@ fn bench_accuracy(
         );
     }
     println!("chosen models: {chosen:?}");
-    for (ds, v) in &per_dataset {
-        println!("  {ds}: {} origins, median MASE {:.3}", v.len(), median(v));
+    for (ds, (v, inside, n)) in &per_dataset {
+        println!(
+            "  {ds}: {} origins, median MASE {:.3}, coverage {:.3}",
+            v.len(),
+            median(v),
+            *inside as f64 / (*n).max(1) as f64
+        );
     }
     println!(
         "engine time: {secs:.1} s for {} forecasts",

@@ -5,11 +5,13 @@
 pub mod evaluate;
 mod exhaustion;
 mod fit;
+mod interval;
 mod model;
 mod resample;
 
 pub use exhaustion::{Exhaustion, ExhaustionStatus, exhaustion};
 pub use fit::day_slots;
+use interval::Bands;
 pub use model::{ModelError, ModelKind, ModelSpec};
 pub use resample::{Regular, resample, typical_step};
 
@@ -88,12 +90,8 @@ impl Forecast {
 
     /// Probability that the value at forecast index `i` is at least `x`, from the backtest residuals.
     pub fn prob_at_least(&self, i: usize, x: f64) -> f64 {
-        tail(
-            &self.bands,
-            i,
-            x - self.point[i],
-            self.nonnegative && x <= 0.0,
-        )
+        self.bands
+            .tail(i, x - self.point[i], self.nonnegative && x <= 0.0)
     }
 
     /// The hourly blocks of the forecast: `(first index, index of the block's highest point)`.
@@ -109,89 +107,11 @@ impl Forecast {
 
     /// Probability that the highest value of the block starting at `b` (peak at `top`) is at least `x`.
     pub fn peak_prob_at_least(&self, b: usize, top: usize, x: f64) -> f64 {
-        tail(
-            &self.peak_bands,
-            b,
+        self.peak_bands.tail(
+            b / self.block,
             x - self.point[top],
             self.nonnegative && x <= 0.0,
         )
-    }
-}
-
-/// Share of residuals (scaled for the lead) at or above `need`; `surely` short-cuts a trivial threshold.
-fn tail(bands: &Bands, lead: usize, need: f64, surely: bool) -> f64 {
-    let (res, scale) = bands.at(lead);
-    if surely {
-        return 1.0;
-    }
-    if res.is_empty() {
-        return if need <= 0.0 { 1.0 } else { 0.0 };
-    }
-    let above = if scale > 0.0 {
-        res.len() - res.partition_point(|r| r * scale < need)
-    } else {
-        usize::from(need <= 0.0) * res.len()
-    };
-    above as f64 / (res.len() + 1) as f64
-}
-
-/// Backtest residuals (actual minus point forecast) grouped by lead time, sorted within each bucket.
-#[derive(Debug, Clone, PartialEq, Default)]
-struct Bands {
-    buckets: Vec<Vec<f64>>,
-    /// Lead times covered by the backtest; beyond it residuals widen with the square root of the lead.
-    backtested: usize,
-}
-
-impl Bands {
-    /// Pools residuals indexed by lead into buckets of about 60 or more, so each quantile has support.
-    fn new(by_lead: Vec<Vec<f64>>) -> Self {
-        let bt = by_lead.len().max(1);
-        let total: usize = by_lead.iter().map(Vec::len).sum();
-        let nb = (total / 60).clamp(1, 24).min(bt);
-        let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); nb];
-        for (h, r) in by_lead.into_iter().enumerate() {
-            buckets[h * nb / bt].extend(r);
-        }
-        for b in &mut buckets {
-            b.sort_by(f64::total_cmp);
-        }
-        if total == 0 {
-            buckets.clear();
-        }
-        Self {
-            buckets,
-            backtested: bt,
-        }
-    }
-
-    fn at(&self, lead: usize) -> (&[f64], f64) {
-        if self.buckets.is_empty() {
-            return (&[], 0.0);
-        }
-        let nb = self.buckets.len();
-        let b = (lead * nb / self.backtested.max(1)).min(nb - 1);
-        let scale = if lead < self.backtested {
-            1.0
-        } else {
-            ((lead + 1) as f64 / self.backtested as f64).sqrt()
-        };
-        (&self.buckets[b], scale)
-    }
-
-    /// Split-conformal quantile: the `ceil((m + 1) q)`-th smallest residual.
-    fn quantile(&self, lead: usize, q: f64) -> f64 {
-        let (r, scale) = self.at(lead);
-        if r.is_empty() {
-            return 0.0;
-        }
-        let m = r.len();
-        let k = if q >= 0.5 {
-            ((m + 1) as f64 * q).ceil() as usize
-        } else {
-            ((m + 1) as f64 * q).floor() as usize
-        };
-        r[k.clamp(1, m) - 1] * scale
     }
 }
 
@@ -231,43 +151,57 @@ pub fn forecast(points: &[(i64, f64)], opts: &ForecastOptions) -> Result<Forecas
             step_secs: step,
         });
     }
-    // Backtest one day ahead (or the horizon, if shorter) from origins a backtest-length apart, each
-    // with at least a day of history before it. Long horizons backtest further ahead (up to a third
-    // of the history) so a trend that only shows over days can win the choice.
+    // Backtest one day ahead (or the horizon, if shorter), each origin with at least a day of
+    // history before it. Long horizons backtest further ahead (up to a third of the history) so a
+    // trend that only shows over days can win the choice. Origins sit a backtest length apart when
+    // the history allows `max_origins` of them; shorter histories get overlapping origins (down to
+    // a quarter of that apart), so the interval calibration still sees several days' errors.
     let bt = horizon.min(day.max((n - day) / 3)).min(n - day);
-    let origins: Vec<usize> = (1..=opts.max_origins.max(1))
-        .map_while(|k| n.checked_sub(k * bt).filter(|&o| o >= day))
+    let wanted = opts.max_origins.max(1);
+    let gap = if wanted > 1 {
+        ((n - bt - day) / (wanted - 1)).clamp((bt / 4).max(1), bt)
+    } else {
+        bt
+    };
+    let origins: Vec<usize> = (0..wanted)
+        .map_while(|k| (n - bt).checked_sub(k * gap).filter(|&o| o >= day))
         .collect();
     // Peaks are compared hour by hour: the highest actual against the highest forecast of the block.
     let block = ((3_600 / step) as usize).clamp(1, bt.max(1));
+    let blocks = bt.div_ceil(block);
+    // Per origin: residuals by lead, and peak residuals by block (`NaN` where nothing was observed).
     type Residuals = (Vec<Vec<f64>>, Vec<Vec<f64>>);
     let mut best: Option<(f64, usize, Residuals)> = None;
     for (c, spec) in opts.models.iter().enumerate() {
-        let mut by_lead: Vec<Vec<f64>> = vec![Vec::new(); bt];
-        let mut peaks: Vec<Vec<f64>> = vec![Vec::new(); bt];
+        let mut by_lead: Vec<Vec<f64>> = Vec::with_capacity(origins.len());
+        let mut peaks: Vec<Vec<f64>> = Vec::with_capacity(origins.len());
         let (mut sum, mut cnt) = (0.0, 0usize);
         for &o in &origins {
             let pred = fit::predict(spec, &reg.y, reg.t0, step, o, bt);
-            for (h, p) in pred.iter().enumerate() {
-                let a = reg.y[o + h];
-                if a.is_finite() {
-                    by_lead[h].push(a - p);
-                    sum += (a - p).abs();
-                    cnt += 1;
-                }
+            let res: Vec<f64> = pred
+                .iter()
+                .enumerate()
+                .map(|(h, p)| reg.y[o + h] - p)
+                .collect();
+            for r in res.iter().filter(|r| r.is_finite()) {
+                sum += r.abs();
+                cnt += 1;
             }
-            for b in (0..bt).step_by(block) {
-                let e = (b + block).min(bt);
-                let amax = reg.y[o + b..o + e]
-                    .iter()
-                    .copied()
-                    .filter(|v| v.is_finite())
-                    .fold(f64::NAN, f64::max);
-                let pmax = pred[b..e].iter().copied().fold(f64::NAN, f64::max);
-                if amax.is_finite() {
-                    peaks[b].push(amax - pmax);
-                }
-            }
+            by_lead.push(res);
+            peaks.push(
+                (0..blocks)
+                    .map(|i| {
+                        let (b, e) = (i * block, ((i + 1) * block).min(bt));
+                        let amax = reg.y[o + b..o + e]
+                            .iter()
+                            .copied()
+                            .filter(|v| v.is_finite())
+                            .fold(f64::NAN, f64::max);
+                        let pmax = pred[b..e].iter().copied().fold(f64::NAN, f64::max);
+                        amax - pmax
+                    })
+                    .collect(),
+            );
         }
         let mae = if cnt == 0 {
             f64::INFINITY
@@ -284,8 +218,8 @@ pub fn forecast(points: &[(i64, f64)], opts: &ForecastOptions) -> Result<Forecas
     let scale = seasonal_naive_scale(&reg.y, day);
     let backtest_mase = (mae.is_finite() && scale > 0.0).then(|| mae / scale);
 
-    let bands = Bands::new(by_lead);
-    let peak_bands = Bands::new(peaks);
+    let bands = Bands::calibrated(&by_lead, opts.level);
+    let peak_bands = Bands::calibrated(&peaks, opts.level);
 
     let point = fit::predict(spec, &reg.y, reg.t0, step, n, horizon);
     let nonnegative = points.iter().all(|p| p.1 >= 0.0);
