@@ -245,7 +245,7 @@ async fn retention_drops_old_raw_partitions_whole_after_rolling_them_up(pool: Pg
 #[sqlx::test]
 async fn running_retention_twice_is_a_no_op(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    let (ids, data) = stored_history(&store, 2, 4).await;
+    stored_history(&store, 2, 4).await;
     let now = D0 + 4 * DAY;
     let first = store.apply_retention(now, 1, 400).await.unwrap();
     assert_eq!(first.raw_partitions_dropped.len(), 3);
@@ -346,7 +346,7 @@ async fn history_loses_nothing_across_the_retention_boundary(pool: PgPool) {
 #[sqlx::test]
 async fn pending_rollups_stop_at_the_scrape_high_water_mark(pool: PgPool) {
     let store = Store::from_pool(pool);
-    let (ids, data) = stored_history(&store, 2, 2).await;
+    let (ids, _) = stored_history(&store, 2, 2).await;
     let cluster = store.upsert_cluster("retention").await.unwrap();
     let scraped = D0 + DAY + 90 * 60;
     store
