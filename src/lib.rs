@@ -10,6 +10,8 @@
 //! - [`forecast`]: resampling, candidate models chosen by backtest, calibrated intervals, exhaustion.
 //! - [`offline`]: the CSV files of the offline commands (readers naming file/line/column, CSV/JSON writer).
 //! - [`simulate`]: a seeded simulated cluster (and trace replay) written as OpenMetrics for promtool.
+//! - [`report`]: capacity planning reports rendered as HTML (inline SVG), Markdown, CSV, JSON and Slack
+//!   (its `build` is the shell that gathers the data through the store).
 //!
 //! Shells (I/O around the cores):
 //! - [`config`]: layered configuration, validation that names the key, secrets.
@@ -28,6 +30,7 @@ pub mod forecast;
 pub mod metrics;
 pub mod offline;
 pub mod recommend;
+pub mod report;
 pub mod scrape;
 pub mod seed;
 pub mod server;

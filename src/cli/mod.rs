@@ -17,6 +17,7 @@ mod bench_rightsizing;
 mod exhaustion;
 mod forecast;
 mod recommend;
+mod report;
 
 mod scrape;
 mod simulate;
@@ -62,6 +63,8 @@ pub enum Command {
     Scrape(scrape::Args),
     /// Write a simulated cluster's history (or a replayed trace) as OpenMetrics text for promtool.
     Simulate(simulate::SimulateArgs),
+    /// Capacity planning report of a scope and period (HTML, Markdown, CSV or JSON), kept in the database.
+    Report(report::Args),
     /// Alert tools: `alert test --route NAME` sends a sample message through the real delivery path.
     #[command(subcommand)]
     Alert(alert::AlertCommand),
@@ -138,6 +141,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Forecast(ref args) => forecast::run(args),
         Command::Exhaustion(ref args) => exhaustion::run(args),
         Command::Simulate(ref args) => simulate::run(args),
+        Command::Report(ref args) => report::run(&ctx.settings()?, args),
         Command::Alert(ref cmd) => alert::run(&ctx, cmd),
         Command::Migrate => {
             let settings = ctx.settings()?;

@@ -9,6 +9,7 @@ mod inventory;
 mod locks;
 mod marks;
 mod read;
+mod reports;
 mod retention;
 mod samples;
 
@@ -33,6 +34,10 @@ pub use read::{
 pub use retention::{
     HOUR_SECS, HistoryStat, HourlyRollup, Partition, ROLLUP_CHUNK_SECS, RetentionReport,
     RollupStats, SeriesSelection,
+};
+pub use reports::{
+    ForecastAt, LatestExhaustion, LatestRecommendation, PastForecast, ScopeContainer, ScopeFilter,
+    StoredReport,
 };
 pub use samples::{CHUNK_SECS, WriteStats};
 
