@@ -45,7 +45,7 @@ impl AssessOptions {
                 core_hour: s.pricing.cpu_core_hour,
                 gib_hour: s.pricing.memory_gib_hour,
             },
-            batch: 200,
+            batch: s.assess.batch_size as usize,
         })
     }
 }
@@ -228,22 +228,66 @@ pub fn plan(
         let rec = recommend::recommend(&h, &opts.policy, Some(opts.prices));
         let replicas_now = last_value(Some(replicas)).unwrap_or(1.0).max(1.0);
         result.replicas = result.replicas.max(replicas_now);
-        result
-            .recommendations
-            .push(RecommendationRow::from_recommendation(
+        result.recommendations.push(RecommendationRow {
+            usage: last_value(Some(usage)),
+            ..RecommendationRow::from_recommendation(
                 target.container_id,
                 &rec,
                 &opts.policy.name,
                 request,
                 limit,
                 replicas_now,
-            ));
+            )
+        });
     }
     result
 }
 
-/// Assesses every container that has series, in batches, and stores the results. One failed batch is
-/// logged and skipped; the rest still runs.
+/// Assesses a batch of containers off the async threads.
+async fn assess_targets(
+    store: &Store,
+    targets: Vec<AssessTarget>,
+    opts: &AssessOptions,
+    now: i64,
+) -> Result<Vec<ContainerResult>, StoreError> {
+    let ids: Vec<i64> = targets
+        .iter()
+        .flat_map(|t| t.series.values().copied())
+        .collect();
+    let samples = store
+        .read_samples_many(&ids, now - opts.history_secs, now + 1)
+        .await?;
+    let opts = opts.clone();
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let by_id: HashMap<i64, &Vec<(i64, f64)>> = samples.iter().map(|(k, v)| (*k, v)).collect();
+        targets
+            .iter()
+            .map(|t| {
+                let history: ContainerHistory = t
+                    .series
+                    .iter()
+                    .filter_map(|(m, id)| by_id.get(id).map(|p| (m.clone(), (*p).clone())))
+                    .collect();
+                plan(t, &history, &opts, now)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))
+}
+
+fn tally(report: &mut AssessReport, results: &[ContainerResult]) {
+    report.containers += results.len() as u64;
+    report.forecasts += results
+        .iter()
+        .map(|r| r.forecasts.len() as u64)
+        .sum::<u64>();
+    report.not_enough_history += results.iter().map(|r| r.not_enough_history).sum::<u64>();
+}
+
+/// Assesses every container in one process, batch after batch, and stores the results at `now`.
 pub async fn run(
     store: &Store,
     opts: &AssessOptions,
@@ -252,61 +296,75 @@ pub async fn run(
     let started = std::time::Instant::now();
     let mut report = AssessReport::default();
     let mut after = 0i64;
-    // Per workload: replicas now, and per-replica CPU and memory usage summed over its containers.
-    let mut usage: HashMap<i64, (f64, f64, f64)> = HashMap::new();
     loop {
         let targets = store.assess_targets(after, opts.batch as i64).await?;
         let Some(last) = targets.last() else { break };
         after = last.container_id;
-        let ids: Vec<i64> = targets
-            .iter()
-            .flat_map(|t| t.series.values().copied())
-            .collect();
-        let samples = store
-            .read_samples_many(&ids, now - opts.history_secs, now + 1)
-            .await?;
-        let (opts2, targets2) = (opts.clone(), targets.clone());
-        let results = tokio::task::spawn_blocking(move || {
-            let by_id: HashMap<i64, &Vec<(i64, f64)>> =
-                samples.iter().map(|(k, v)| (*k, v)).collect();
-            targets2
-                .iter()
-                .map(|t| {
-                    let history: ContainerHistory = t
-                        .series
-                        .iter()
-                        .filter_map(|(m, id)| by_id.get(id).map(|p| (m.clone(), (*p).clone())))
-                        .collect();
-                    plan(t, &history, &opts2, now)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?;
-        for r in &results {
-            let u = usage.entry(r.workload_id).or_insert((0.0, 0.0, 0.0));
-            u.0 = u.0.max(r.replicas);
-            for now in &r.usage {
-                match now.resource {
-                    Resource::Cpu => u.1 += now.usage.unwrap_or(0.0),
-                    Resource::Memory => u.2 += now.usage.unwrap_or(0.0),
-                }
-            }
-        }
-        report.containers += results.len() as u64;
-        report.forecasts += results
-            .iter()
-            .map(|r| r.forecasts.len() as u64)
-            .sum::<u64>();
-        report.not_enough_history += results.iter().map(|r| r.not_enough_history).sum::<u64>();
+        let results = assess_targets(store, targets, opts, now).await?;
+        tally(&mut report, &results);
         store.save_assessment(&results, now).await?;
     }
     store.refresh_workload_summaries(now).await?;
-    let rows: Vec<(i64, f64, f64, f64)> = usage
-        .into_iter()
-        .map(|(w, (r, c, m))| (w, r, c, m))
-        .collect();
-    store.set_workload_usage(&rows).await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// One replica's share of the assessment cycle that starts at `cycle_start`: claims open batches until none
+/// is left, stores each batch's results only while its claim holds, and takes over batches whose lease ran
+/// out (a replica that died). Whoever sees the cycle finished refreshes the workload summaries. `stop`
+/// hands the current batch back at once.
+pub async fn run_share(
+    store: &Store,
+    opts: &AssessOptions,
+    cycle_start: i64,
+    me: &str,
+    lease_secs: i64,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<AssessReport, StoreError> {
+    let started = std::time::Instant::now();
+    let mut report = AssessReport::default();
+    let batch = opts.batch as i64;
+    store.open_cycle(cycle_start, batch).await?;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let Some(claim) = store.claim_batch(cycle_start, me, lease_secs).await? else {
+            if store.open_batches(cycle_start).await? == 0 {
+                store.refresh_workload_summaries(cycle_start).await?;
+                break;
+            }
+            // Others hold the rest; wait for them to finish or for a dead one's lease to expire.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            continue;
+        };
+        let targets = store.batch_targets(claim.batch_start, batch).await?;
+        let mut stop_rx = stop.clone();
+        let outcome = tokio::select! {
+            r = assess_targets(store, targets, opts, cycle_start) => Some(r),
+            _ = stop_rx.wait_for(|s| *s) => None,
+        };
+        match outcome {
+            None => {
+                store.release_batch(&claim).await?;
+                break;
+            }
+            Some(Err(e)) => {
+                let _ = store.release_batch(&claim).await;
+                return Err(e);
+            }
+            Some(Ok(results)) => {
+                if store.complete_batch(&claim, &results, cycle_start).await? {
+                    tally(&mut report, &results);
+                } else {
+                    tracing::warn!(
+                        batch = claim.batch_start,
+                        "claim expired before the batch was stored; another replica has it"
+                    );
+                }
+            }
+        }
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

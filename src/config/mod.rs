@@ -117,6 +117,12 @@ pub struct AssessSettings {
     pub forecast_level: f64,
     pub planning_horizon_days: u64,
     pub default_policy: String,
+    /// Containers per claimed batch: the unit replicas share the assessment in.
+    pub batch_size: u64,
+    /// How long a claimed batch stays with a replica before another may take it over.
+    pub lease_secs: u64,
+    /// Wait after start-up before the first assessment, so the first scrape can bring data.
+    pub initial_delay_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,6 +304,8 @@ impl Settings {
                 format!("must be strictly between 0 and 1, got {}", a.forecast_level),
             ));
         }
+        positive("assess.batch_size", a.batch_size)?;
+        positive("assess.lease_secs", a.lease_secs)?;
         if a.default_policy.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "assess.default_policy",

@@ -106,7 +106,7 @@ async fn scrape_loop(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
-    let interval = Duration::from_secs(state.settings.assess.interval_secs);
+    let interval = state.settings.assess.interval_secs as i64;
     let opts = match AssessOptions::from_settings(&state.settings) {
         Ok(o) => o,
         Err(e) => {
@@ -114,43 +114,59 @@ async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
+    let me = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "headroom".into()),
+        std::process::id()
+    );
     // Give the first scrape a head start so the first assessment sees data.
-    if !wait(Duration::from_secs(30), &state.triggers.assess, &mut stop).await {
-        return;
-    }
+    let mut triggered = tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(state.settings.assess.initial_delay_secs)) => false,
+        _ = state.triggers.assess.notified() => true,
+        _ = stop.wait_for(|s| *s) => return,
+    };
     loop {
-        match state.store.try_lock("headroom.assess").await {
-            Ok(Some(lock)) => {
-                let outcome = tokio::select! {
-                    r = assess::run(&state.store, &opts, now()) => Some(r),
-                    _ = stop.wait_for(|s| *s) => None,
-                };
-                match outcome {
-                    Some(Ok(r)) => tracing::info!(
-                        task = "assess",
-                        containers = r.containers,
-                        forecasts = r.forecasts,
-                        not_enough_history = r.not_enough_history,
-                        duration_ms = (r.seconds * 1e3) as u64,
-                        "assessment done"
-                    ),
-                    Some(Err(e)) => {
-                        tracing::warn!(task = "assess", error = %e, "assessment failed; will retry")
+        // Replicas compute the same cycle from the clock and share its batches; a trigger starts a cycle
+        // of its own.
+        let t = now();
+        let cycle = if triggered {
+            t
+        } else {
+            t.div_euclid(interval) * interval
+        };
+        let lease = state.settings.assess.lease_secs as i64;
+        match assess::run_share(&state.store, &opts, cycle, &me, lease, &stop).await {
+            Ok(r) => {
+                tracing::info!(
+                    task = "assess",
+                    cycle,
+                    containers = r.containers,
+                    forecasts = r.forecasts,
+                    not_enough_history = r.not_enough_history,
+                    duration_ms = (r.seconds * 1e3) as u64,
+                    "assessment share done"
+                );
+                // Alerts follow each assessment; their messages wait in the outbox.
+                match alert::evaluate_and_enqueue(&state.store, &state.settings, now()).await {
+                    Ok(e) => tracing::info!(task = "alerts", firing = e.firing, "alerts evaluated"),
+                    Err(e) => {
+                        tracing::warn!(task = "alerts", error = %e, "alert evaluation failed; will retry")
                     }
-                    None => tracing::info!(task = "assess", "assessment interrupted by shutdown"),
-                }
-                if let Err(e) = lock.release().await {
-                    tracing::warn!(task = "assess", error = %e, "releasing the assessment lock failed");
                 }
             }
-            Ok(None) => tracing::debug!(task = "assess", "another replica is assessing"),
-            Err(e) => {
-                tracing::warn!(task = "assess", error = %e, "cannot take the assessment lock")
-            }
+            Err(e) => tracing::warn!(task = "assess", error = %e, "assessment failed; will retry"),
         }
-        if !wait(interval, &state.triggers.assess, &mut stop).await {
+        if *stop.borrow() {
             return;
         }
+        // Sleep to the next cycle boundary, or until triggered.
+        let next = (now().div_euclid(interval) + 1) * interval;
+        let wait_for = Duration::from_secs((next - now()).max(1) as u64);
+        triggered = tokio::select! {
+            _ = tokio::time::sleep(wait_for) => false,
+            _ = state.triggers.assess.notified() => true,
+            _ = stop.wait_for(|s| *s) => return,
+        };
     }
 }
 

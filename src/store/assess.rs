@@ -89,6 +89,9 @@ pub struct RecommendationRow {
     pub saving_amount: f64,
     /// Money per month over all replicas.
     pub saving_money: f64,
+    /// Per-replica usage at the last sample.
+    pub usage: Option<f64>,
+    pub replicas: f64,
 }
 
 impl RecommendationRow {
@@ -125,6 +128,8 @@ impl RecommendationRow {
             risk: r.risk.clone(),
             saving_amount: amount,
             saving_money: money,
+            usage: None,
+            replicas,
         }
     }
 }
@@ -184,8 +189,18 @@ impl Store {
         results: &[ContainerResult],
         computed_at: i64,
     ) -> Result<()> {
-        let at = computed_at as f64;
         let mut tx = self.pool.begin().await?;
+        Self::insert_results(&mut tx, results, computed_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_results(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        results: &[ContainerResult],
+        computed_at: i64,
+    ) -> Result<()> {
+        let at = computed_at as f64;
         for f in results.iter().flat_map(|r| &r.forecasts) {
             sqlx::query!(
                 r#"insert into forecast (series_id, computed_at, model, backtest_mase, level, start_ts, step_secs, p50, lower, upper)
@@ -201,7 +216,7 @@ impl Store {
                 &f.lower,
                 &f.upper
             )
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         let ex: Vec<&ExhaustionRow> = results.iter().flat_map(|r| &r.exhaustions).collect();
@@ -224,18 +239,19 @@ impl Store {
                 &ex.iter().map(|e| e.probability).collect::<Vec<_>>(),
                 &ex.iter().map(|e| e.horizon_secs).collect::<Vec<_>>()
             )
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         let rs: Vec<&RecommendationRow> = results.iter().flat_map(|r| &r.recommendations).collect();
         if !rs.is_empty() {
             sqlx::query!(
                 r#"insert into recommendation (container_id, resource, computed_at, policy, request, limit_value, request_lower, request_upper,
-                                               current_request, current_limit, rule, reason, risk, saving_amount, saving_money)
-                   select c, r, to_timestamp($1), p, rq, lv, rl, ru, cr, cl, ru2, re, ri, sa, sm
+                                               current_request, current_limit, rule, reason, risk, saving_amount, saving_money, usage, replicas)
+                   select c, r, to_timestamp($1), p, rq, lv, rl, ru, cr, cl, ru2, re, ri, sa, sm, u, n
                    from unnest($2::bigint[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::float8[], $8::float8[],
-                               $9::float8[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::float8[], $15::float8[])
-                        as t(c, r, p, rq, lv, rl, ru, cr, cl, ru2, re, ri, sa, sm)"#,
+                               $9::float8[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::float8[], $15::float8[],
+                               $16::float8[], $17::float8[])
+                        as t(c, r, p, rq, lv, rl, ru, cr, cl, ru2, re, ri, sa, sm, u, n)"#,
                 at,
                 &rs.iter().map(|r| r.container_id).collect::<Vec<_>>(),
                 &rs.iter().map(|r| r.resource.as_str().to_string()).collect::<Vec<_>>(),
@@ -250,12 +266,13 @@ impl Store {
                 &rs.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
                 &rs.iter().map(|r| r.risk.clone()).collect::<Vec<_>>(),
                 &rs.iter().map(|r| r.saving_amount).collect::<Vec<_>>(),
-                &rs.iter().map(|r| r.saving_money).collect::<Vec<_>>()
+                &rs.iter().map(|r| r.saving_money).collect::<Vec<_>>(),
+                &rs.iter().map(|r| r.usage).collect::<Vec<_>>() as &[Option<f64>],
+                &rs.iter().map(|r| r.replicas).collect::<Vec<_>>()
             )
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -272,7 +289,10 @@ impl Store {
                           sum(r.current_limit) filter (where r.resource = 'cpu') as cpu_limit,
                           sum(r.current_request) filter (where r.resource = 'memory') as memory_request,
                           sum(r.current_limit) filter (where r.resource = 'memory') as memory_limit,
-                          count(distinct c.id) as containers
+                          count(distinct c.id) as containers,
+                          max(r.replicas) as replicas,
+                          sum(r.usage) filter (where r.resource = 'cpu') as cpu_usage,
+                          sum(r.usage) filter (where r.resource = 'memory') as memory_usage
                    from recommendation r join container c on c.id = r.container_id, run
                    where r.computed_at = run.at
                    group by c.workload_id
@@ -287,10 +307,11 @@ impl Store {
                )
                insert into workload_summary as ws (workload_id, computed_at, containers, cpu_request, cpu_limit, memory_request,
                                              memory_limit, earliest_eta, earliest_kind, earliest_resource, earliest_probability,
-                                             already_over, saving_money, cpu_saving_cores, memory_saving_bytes)
+                                             already_over, saving_money, cpu_saving_cores, memory_saving_bytes, replicas, cpu_usage, memory_usage)
                select rec.workload_id, (select at from run), rec.containers, rec.cpu_request, rec.cpu_limit, rec.memory_request,
                       rec.memory_limit, ex.eta, ex.threshold_kind, ex.resource, ex.probability, coalesce(ex.over, false),
-                      coalesce(rec.saving_money, 0), coalesce(rec.cpu_saving, 0), coalesce(rec.mem_saving, 0)
+                      coalesce(rec.saving_money, 0), coalesce(rec.cpu_saving, 0), coalesce(rec.mem_saving, 0),
+                      rec.replicas, rec.cpu_usage, rec.memory_usage
                from rec left join ex using (workload_id)
                on conflict (workload_id) do update set
                    computed_at = excluded.computed_at, containers = excluded.containers, cpu_request = excluded.cpu_request,
@@ -298,30 +319,12 @@ impl Store {
                    earliest_eta = excluded.earliest_eta, earliest_kind = excluded.earliest_kind,
                    earliest_resource = excluded.earliest_resource, earliest_probability = excluded.earliest_probability,
                    already_over = excluded.already_over, saving_money = excluded.saving_money,
-                   cpu_saving_cores = excluded.cpu_saving_cores, memory_saving_bytes = excluded.memory_saving_bytes"#,
+                   cpu_saving_cores = excluded.cpu_saving_cores, memory_saving_bytes = excluded.memory_saving_bytes,
+                   replicas = excluded.replicas, cpu_usage = excluded.cpu_usage, memory_usage = excluded.memory_usage"#,
             computed_at as f64
         )
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
-    }
-
-    /// Records usage figures of workloads computed in Rust (values are not readable in SQL).
-    pub async fn set_workload_usage(&self, rows: &[(i64, f64, f64, f64)]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        sqlx::query!(
-            r#"update workload_summary ws set replicas = t.r, cpu_usage = t.c, memory_usage = t.m
-               from unnest($1::bigint[], $2::float8[], $3::float8[], $4::float8[]) as t(w, r, c, m)
-               where ws.workload_id = t.w"#,
-            &rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-            &rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-            &rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-            &rows.iter().map(|r| r.3).collect::<Vec<_>>()
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }

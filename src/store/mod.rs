@@ -4,6 +4,7 @@
 
 mod alerts;
 mod assess;
+mod claims;
 pub mod codec;
 mod inventory;
 mod locks;
@@ -26,6 +27,7 @@ pub use alerts::{
 pub use assess::{
     AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow, ResourceNow,
 };
+pub use claims::Claim;
 pub use inventory::{ContainerKey, WorkloadKey};
 pub use locks::LockGuard;
 pub use read::{

@@ -10,18 +10,27 @@ use sqlx::PgPool;
 const END: i64 = 1_704_067_200 + 14 * 86_400;
 
 pub fn spec(workloads: usize, days: i64) -> ClusterSpec {
+    spec_until(workloads, days, END)
+}
+
+pub fn spec_until(workloads: usize, days: i64, end: i64) -> ClusterSpec {
     ClusterSpec {
         workloads,
-        start: END - days * 86_400,
-        end: END,
+        start: end - days * 86_400,
+        end,
         step: 300,
         seed: 7,
     }
 }
 
 pub async fn seeded(pool: &PgPool, workloads: usize, days: i64) -> (Store, Cluster) {
+    seeded_until(pool, workloads, days, END).await
+}
+
+/// A simulated cluster written straight into the store, its history ending at `end`.
+pub async fn seeded_until(pool: &PgPool, workloads: usize, days: i64, end: i64) -> (Store, Cluster) {
     let store = Store::from_pool(pool.clone());
-    let s = spec(workloads, days);
+    let s = spec_until(workloads, days, end);
     seed::seed(&store, "sim", &s, 50).await.unwrap();
     (store, Cluster::plan(&s).unwrap())
 }
@@ -42,16 +51,26 @@ async fn workload_id(pool: &PgPool, name: &str) -> i64 {
 async fn assessment_forecasts_every_container_and_flags_the_leak_and_the_waste(pool: PgPool) {
     let (store, cluster) = seeded(&pool, 11, 10).await;
     let report = assess::run(&store, &options(), END).await.unwrap();
-    let containers: i64 = sqlx::query_scalar("select count(*) from container").fetch_one(&pool).await.unwrap();
+    let containers: i64 = sqlx::query_scalar("select count(*) from container")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(report.containers as i64, containers);
     assert!(report.forecasts >= containers as u64, "{report:?}");
 
     // Every workload has a summary.
-    let summaries: i64 = sqlx::query_scalar("select count(*) from workload_summary").fetch_one(&pool).await.unwrap();
+    let summaries: i64 = sqlx::query_scalar("select count(*) from workload_summary")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(summaries, cluster.workloads.len() as i64);
 
     // The leaking service reaches its memory limit: already over or expected within the horizon.
-    let leak = cluster.workloads.iter().find(|w| w.behaviour == Behaviour::MemoryLeak).unwrap();
+    let leak = cluster
+        .workloads
+        .iter()
+        .find(|w| w.behaviour == Behaviour::MemoryLeak)
+        .unwrap();
     let id = workload_id(&pool, &leak.name).await;
     let (over, eta): (bool, Option<f64>) = sqlx::query_as(
         "select already_over, extract(epoch from earliest_eta)::float8 from workload_summary where workload_id = $1",
@@ -69,10 +88,17 @@ async fn assessment_forecasts_every_container_and_flags_the_leak_and_the_waste(p
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(statuses.iter().any(|s| s != "not_within_horizon"), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|s| s != "not_within_horizon"),
+        "{statuses:?}"
+    );
 
     // The over-provisioned one gets a smaller CPU request and a saving.
-    let fat = cluster.workloads.iter().find(|w| w.behaviour == Behaviour::OverProvisioned).unwrap();
+    let fat = cluster
+        .workloads
+        .iter()
+        .find(|w| w.behaviour == Behaviour::OverProvisioned)
+        .unwrap();
     let id = workload_id(&pool, &fat.name).await;
     let (request, current, saving): (Option<f64>, Option<f64>, f64) = sqlx::query_as(
         "select r.request, r.current_request, r.saving_money from recommendation r join container c on c.id = r.container_id
@@ -82,17 +108,25 @@ async fn assessment_forecasts_every_container_and_flags_the_leak_and_the_waste(p
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(request.unwrap() < current.unwrap(), "{request:?} vs {current:?}");
+    assert!(
+        request.unwrap() < current.unwrap(),
+        "{request:?} vs {current:?}"
+    );
     assert!(saving > 0.0);
 
     // A steady service is not at risk.
-    let steady = cluster.workloads.iter().find(|w| w.behaviour == Behaviour::Steady).unwrap();
-    let id = workload_id(&pool, &steady.name).await;
-    let over: bool = sqlx::query_scalar("select already_over from workload_summary where workload_id = $1")
-        .bind(id)
-        .fetch_one(&pool)
-        .await
+    let steady = cluster
+        .workloads
+        .iter()
+        .find(|w| w.behaviour == Behaviour::Steady)
         .unwrap();
+    let id = workload_id(&pool, &steady.name).await;
+    let over: bool =
+        sqlx::query_scalar("select already_over from workload_summary where workload_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(!over);
 }
 
@@ -101,10 +135,11 @@ async fn forecasts_are_kept_not_overwritten(pool: PgPool) {
     let (store, _) = seeded(&pool, 3, 5).await;
     assess::run(&store, &options(), END - 3_600).await.unwrap();
     assess::run(&store, &options(), END).await.unwrap();
-    let per_series: Vec<i64> = sqlx::query_scalar("select count(*) from forecast group by series_id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let per_series: Vec<i64> =
+        sqlx::query_scalar("select count(*) from forecast group by series_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert!(!per_series.is_empty());
     assert!(per_series.iter().all(|&n| n == 2), "{per_series:?}");
 }

@@ -10,6 +10,7 @@ mod dashboard;
 mod offline_forecast;
 mod offline_recommend;
 mod prom;
+mod replicas;
 mod report;
 mod retention;
 mod scrape;
