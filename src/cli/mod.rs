@@ -17,6 +17,7 @@ mod bench_rightsizing;
 mod exhaustion;
 mod forecast;
 mod recommend;
+mod retention;
 mod report;
 
 mod scrape;
@@ -61,6 +62,8 @@ pub enum Command {
     Bench(bench::Bench),
     /// Pull new samples from the configured Prometheus sources into Postgres once, then exit.
     Scrape(scrape::Args),
+    /// Roll up what is due and drop raw and rollup partitions older than their retention windows, once.
+    Retention(retention::Args),
     /// Write a simulated cluster's history (or a replayed trace) as OpenMetrics text for promtool.
     Simulate(simulate::SimulateArgs),
     /// Capacity planning report of a scope and period (HTML, Markdown, CSV or JSON), kept in the database.
@@ -156,6 +159,7 @@ fn run(cli: Cli) -> CliResult {
             })
         }
         Command::Scrape(args) => scrape::run(ctx.settings()?, args),
+        Command::Retention(ref args) => retention::run(&ctx.settings()?, args),
         Command::Serve => {
             let settings = ctx.settings()?;
             runtime()?.block_on(crate::server::serve(settings))?;

@@ -388,3 +388,50 @@ async fn pending_rollups_stop_at_the_scrape_high_water_mark(pool: PgPool) {
         assert_eq!(coarse[id], peaks.into_iter().collect::<Vec<_>>());
     }
 }
+
+#[sqlx::test]
+async fn the_retention_command_drops_old_days_once(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    stored_history(&store, 2, 4).await;
+    let db = pool
+        .connect_options()
+        .get_database()
+        .unwrap_or("postgres")
+        .to_string();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    let now = (D0 + 4 * DAY).to_string();
+    let run = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
+            .args(["retention", "--now", &now])
+            .env("HEADROOM_DATABASE__URL", &url)
+            .env("HEADROOM_RETENTION__RAW_DAYS", "1")
+            .output()
+    };
+
+    let first = run().await.unwrap();
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        out.contains("dropped 3 raw partitions older than 1 days"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("rollups complete before {now}")),
+        "{out}"
+    );
+    assert_eq!(raw_partitions(&store).await, vec!["sample_chunk_20231117"]);
+
+    let second = run().await.unwrap();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{out}");
+    assert!(
+        out.contains("rolled up 0 hours of 0 series (0 chunks)"),
+        "{out}"
+    );
+    assert!(out.contains("dropped 0 raw partitions"), "{out}");
+}
