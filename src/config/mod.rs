@@ -50,6 +50,7 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub pricing: PricingSettings,
     pub alerts: AlertSettings,
+    pub reports: ReportSettings,
     #[serde(default)]
     pub sources: Vec<SourceSettings>,
 }
@@ -123,6 +124,19 @@ pub struct AssessSettings {
     pub lease_secs: u64,
     /// Wait after start-up before the first assessment, so the first scrape can bring data.
     pub initial_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// The workload label whose values are teams (`team:VALUE` report scopes).
+    pub team_label: String,
+    /// How often the daemon generates and stores the scheduled report; 0 disables it.
+    pub interval_secs: u64,
+    /// Scope of the scheduled report: fleet, cluster:NAME, namespace:NAME or team:VALUE.
+    pub scope: String,
+    /// Period the scheduled report covers.
+    pub period_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,6 +327,21 @@ impl Settings {
             ));
         }
 
+        if self.reports.team_label.trim().is_empty() {
+            return Err(ConfigError::invalid("reports.team_label", "must not be empty"));
+        }
+        positive("reports.period_days", self.reports.period_days)?;
+        let scope = &self.reports.scope;
+        if !(scope == "fleet"
+            || ["cluster:", "namespace:", "team:"]
+                .iter()
+                .any(|p| scope.strip_prefix(p).is_some_and(|v| !v.is_empty())))
+        {
+            return Err(ConfigError::invalid(
+                "reports.scope",
+                format!("{scope:?}: write fleet, cluster:NAME, namespace:NAME or team:VALUE"),
+            ));
+        }
         positive("retention.raw_days", self.retention.raw_days)?;
         if self.retention.rollup_days < self.retention.raw_days {
             return Err(ConfigError::invalid(

@@ -49,7 +49,7 @@ pub struct ReportOptions {
 impl ReportOptions {
     pub fn from_settings(s: &Settings) -> Self {
         Self {
-            team_label: "team".into(),
+            team_label: s.reports.team_label.clone(),
             currency: s.pricing.currency.clone(),
             cpu_core_hour: s.pricing.cpu_core_hour,
             memory_gib_hour: s.pricing.memory_gib_hour,

@@ -2,6 +2,7 @@
 //! stopped together on Ctrl-C or SIGTERM. Every route is listed in `router`.
 
 pub mod api;
+mod api_ops;
 mod cache;
 mod dashboard;
 pub mod error;
@@ -123,6 +124,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workloads/{id}/forecasts", get(api::get_forecast_history))
         .route("/api/v1/patches", get(api::get_patches))
         .route("/api/v1/openapi.json", get(get_openapi))
+        // Capacity planners: reports.
+        .route("/api/v1/report", get(api_ops::get_report))
+        .route("/api/v1/reports", get(api_ops::list_reports))
+        .route("/api/v1/reports/{id}", get(api_ops::get_stored_report))
+        .route("/api/v1/silences", get(api_ops::list_silences).post(api_ops::post_silence))
+        .route("/api/v1/silences/{id}", axum::routing::delete(api_ops::delete_silence))
         // Operators: token-protected triggers.
         .route("/api/v1/scrape", post(api::post_scrape))
         .route("/api/v1/assess", post(api::post_assess));

@@ -16,7 +16,8 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle
     vec![
         tokio::spawn(scrape_loop(state.clone(), stop.clone())),
         tokio::spawn(assess_loop(state.clone(), stop.clone())),
-        tokio::spawn(alert_delivery_loop(state, stop)),
+        tokio::spawn(alert_delivery_loop(state.clone(), stop.clone())),
+        tokio::spawn(report_loop(state, stop)),
     ]
 }
 
@@ -204,5 +205,45 @@ async fn alert_delivery_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Generates and keeps the scheduled report when the last stored one is older than the interval; one
+/// replica at a time.
+async fn report_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let r = &state.settings.reports;
+    if r.interval_secs == 0 {
+        return;
+    }
+    let scope: crate::report::Scope = match r.scope.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(task = "report", error = %e, "scheduled reports disabled");
+            return;
+        }
+    };
+    let period = crate::domain::Span::from_secs(r.period_days as i64 * 86_400);
+    loop {
+        // Checked every 10 minutes: cheap, and a restart neither skips nor repeats a report.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let due = match state.store.recent_reports(1).await {
+            Ok(last) => last.first().is_none_or(|l| l.generated_at + r.interval_secs as i64 <= now()),
+            Err(e) => {
+                tracing::warn!(task = "report", error = %e, "cannot read stored reports");
+                continue;
+            }
+        };
+        if !due {
+            continue;
+        }
+        let Ok(Some(lock)) = state.store.try_lock("headroom.report").await else { continue };
+        match crate::report::generate_and_store(&state.store, &state.settings, &scope, period, now()).await {
+            Ok(g) => tracing::info!(task = "report", reports = g.ids.len(), "scheduled report stored"),
+            Err(e) => tracing::warn!(task = "report", error = %e, "scheduled report failed; will retry"),
+        }
+        let _ = lock.release().await;
     }
 }

@@ -9,10 +9,6 @@ use sqlx::PgPool;
 
 const END: i64 = 1_704_067_200 + 14 * 86_400;
 
-pub fn spec(workloads: usize, days: i64) -> ClusterSpec {
-    spec_until(workloads, days, END)
-}
-
 pub fn spec_until(workloads: usize, days: i64, end: i64) -> ClusterSpec {
     ClusterSpec {
         workloads,

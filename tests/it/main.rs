@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+mod api_ops;
 mod assess;
 mod config;
 mod daemon;
