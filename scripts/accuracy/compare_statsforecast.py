@@ -94,8 +94,8 @@ FIELDS = ["case", "dataset", "series", "origin", "step", "scale", "model", "mase
 
 
 def summarize(rows, detail):
-    df = pd.DataFrame(rows)
-    print("| method | origins | median MASE | mean MASE | 80 % coverage | headroom median MASE on the same origins | headroom coverage there |")
+    df = pd.DataFrame(rows).astype({"origin": int, "mase": float, "inside": int, "observed": int})
+    print("| method | origins | median MASE | mean MASE | 80 % coverage | headroom median MASE, same origins | fallbacks |")
     print("|---|---|---|---|---|---|---|")
     hd = None
     if detail:
@@ -107,11 +107,10 @@ def summarize(rows, detail):
         cov = g["inside"].sum() / max(1, g["observed"].sum())
         ours = ""
         if hd is not None:
-            keys = g[["dataset", "series", "origin"]].astype({"origin": int})
-            m = keys.merge(hd, on=["dataset", "series", "origin"])
+            m = g[["dataset", "series", "origin"]].merge(hd, on=["dataset", "series", "origin"])
             ours = f"{m['headroom'].median():.3f} ({len(m)})"
         fallbacks = int((g["note"].fillna("") != "").sum())
-        print(f"| {name} | {len(g)} | {np.median(v):.3f} | {v.mean():.3f} | {cov:.3f} | {ours} | (fallbacks: {fallbacks}) |")
+        print(f"| {name} | {len(g)} | {np.median(v):.3f} | {v.mean():.3f} | {cov:.3f} | {ours} | {fallbacks} |")
 
 
 def main():
