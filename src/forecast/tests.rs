@@ -162,3 +162,17 @@ fn usage_already_over_the_threshold_is_reported_as_such() {
     assert_eq!(x.probability, 1.0);
     assert_eq!(x.eta, Some(pts.last().unwrap().0));
 }
+
+#[test]
+fn a_three_day_history_still_gets_a_calibrated_interval_from_overlapping_origins() {
+    let all = series(4, 600, |i, t| 100.0 + 10.0 * daily(t) + 8.0 * noise(i));
+    let cut = all.len() - 144;
+    let f = forecast(&all[..cut], &ForecastOptions::new(D, 0.8)).unwrap();
+    let inside = all[cut..]
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| f.lower[*i] <= p.1 && p.1 <= f.upper[*i])
+        .count();
+    let coverage = inside as f64 / 144.0;
+    assert!((0.65..=0.95).contains(&coverage), "coverage {coverage}");
+}
