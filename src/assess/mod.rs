@@ -26,7 +26,10 @@ pub struct AssessOptions {
     pub fit_step_secs: i64,
     /// Stored forecasts keep at most this many points over the horizon.
     pub stored_points: usize,
+    /// The default rightsizing policy.
     pub policy: Policy,
+    /// Policies by namespace or `namespace/workload` pattern, first match wins.
+    pub rules: Vec<(String, Policy)>,
     pub prices: Prices,
     /// Containers assessed per database round trip.
     pub batch: usize,
@@ -41,12 +44,36 @@ impl AssessOptions {
             fit_step_secs: 1_800,
             stored_points: 360,
             policy: Policy::load(&s.assess.default_policy)?,
+            rules: s
+                .assess
+                .policy_rules
+                .iter()
+                .map(|r| Ok((r.pattern.clone(), Policy::load(&r.policy)?)))
+                .collect::<Result<_, recommend::PolicyError>>()?,
             prices: Prices {
                 core_hour: s.pricing.cpu_core_hour,
                 gib_hour: s.pricing.memory_gib_hour,
             },
             batch: s.assess.batch_size as usize,
         })
+    }
+}
+
+impl AssessOptions {
+    /// The policy for a workload: the first rule matching its namespace (pattern without `/`) or
+    /// `namespace/name`, else the default.
+    pub fn policy_for(&self, namespace: &str, workload: &str) -> &Policy {
+        let full = format!("{namespace}/{workload}");
+        self.rules
+            .iter()
+            .find(|(pattern, _)| {
+                if pattern.contains('/') {
+                    recommend::policy::glob_match(pattern, &full)
+                } else {
+                    recommend::policy::glob_match(pattern, namespace)
+                }
+            })
+            .map_or(&self.policy, |(_, p)| p)
     }
 }
 
@@ -224,8 +251,9 @@ pub fn plan(
         h.current_request = request;
         h.current_limit = limit;
         h.hpa_scaled = hi > lo;
-        h.growth_ratio = recommend::policy_growth(&opts.policy, resource, usage);
-        let rec = recommend::recommend(&h, &opts.policy, Some(opts.prices));
+        let policy = opts.policy_for(&target.namespace, &target.workload);
+        h.growth_ratio = recommend::policy_growth(policy, resource, usage);
+        let rec = recommend::recommend(&h, policy, Some(opts.prices));
         let replicas_now = last_value(Some(replicas)).unwrap_or(1.0).max(1.0);
         result.replicas = result.replicas.max(replicas_now);
         result.recommendations.push(RecommendationRow {
@@ -233,7 +261,7 @@ pub fn plan(
             ..RecommendationRow::from_recommendation(
                 target.container_id,
                 &rec,
-                &opts.policy.name,
+                &policy.name,
                 request,
                 limit,
                 replicas_now,

@@ -124,6 +124,18 @@ pub struct AssessSettings {
     pub lease_secs: u64,
     /// Wait after start-up before the first assessment, so the first scrape can bring data.
     pub initial_delay_secs: u64,
+    /// Rightsizing policy per namespace or workload, first match wins; `default_policy` otherwise.
+    #[serde(default)]
+    pub policy_rules: Vec<PolicyRule>,
+}
+
+/// `match` is a namespace pattern (`payments`, `team-*`) or `namespace/workload` (`shop/checkout*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub policy: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,15 +332,25 @@ impl Settings {
         }
         positive("assess.batch_size", a.batch_size)?;
         positive("assess.lease_secs", a.lease_secs)?;
-        if a.default_policy.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                "assess.default_policy",
-                "must not be empty",
-            ));
+        crate::recommend::Policy::load(&a.default_policy)
+            .map_err(|e| ConfigError::invalid("assess.default_policy", e.to_string()))?;
+        for (i, rule) in a.policy_rules.iter().enumerate() {
+            if rule.pattern.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("assess.policy_rules[{i}].match"),
+                    "must not be empty",
+                ));
+            }
+            crate::recommend::Policy::load(&rule.policy).map_err(|e| {
+                ConfigError::invalid(format!("assess.policy_rules[{i}].policy"), e.to_string())
+            })?;
         }
 
         if self.reports.team_label.trim().is_empty() {
-            return Err(ConfigError::invalid("reports.team_label", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "reports.team_label",
+                "must not be empty",
+            ));
         }
         positive("reports.period_days", self.reports.period_days)?;
         let scope = &self.reports.scope;

@@ -328,7 +328,8 @@ impl Policy {
 }
 
 /// Whether `text` matches `pattern`, where `*` stands for any run of characters (none included).
-fn glob_match(pattern: &str, text: &str) -> bool {
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or("");
     let Some(mut rest) = text.strip_prefix(first) else {

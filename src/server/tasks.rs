@@ -17,7 +17,8 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle
         tokio::spawn(scrape_loop(state.clone(), stop.clone())),
         tokio::spawn(assess_loop(state.clone(), stop.clone())),
         tokio::spawn(alert_delivery_loop(state.clone(), stop.clone())),
-        tokio::spawn(report_loop(state, stop)),
+        tokio::spawn(report_loop(state.clone(), stop.clone())),
+        tokio::spawn(retention_loop(state, stop)),
     ]
 }
 
@@ -230,7 +231,9 @@ async fn report_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let due = match state.store.recent_reports(1).await {
-            Ok(last) => last.first().is_none_or(|l| l.generated_at + r.interval_secs as i64 <= now()),
+            Ok(last) => last
+                .first()
+                .is_none_or(|l| l.generated_at + r.interval_secs as i64 <= now()),
             Err(e) => {
                 tracing::warn!(task = "report", error = %e, "cannot read stored reports");
                 continue;
@@ -239,10 +242,66 @@ async fn report_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         if !due {
             continue;
         }
-        let Ok(Some(lock)) = state.store.try_lock("headroom.report").await else { continue };
-        match crate::report::generate_and_store(&state.store, &state.settings, &scope, period, now()).await {
-            Ok(g) => tracing::info!(task = "report", reports = g.ids.len(), "scheduled report stored"),
-            Err(e) => tracing::warn!(task = "report", error = %e, "scheduled report failed; will retry"),
+        let Ok(Some(lock)) = state.store.try_lock("headroom.report").await else {
+            continue;
+        };
+        match crate::report::generate_and_store(
+            &state.store,
+            &state.settings,
+            &scope,
+            period,
+            now(),
+        )
+        .await
+        {
+            Ok(g) => tracing::info!(
+                task = "report",
+                reports = g.ids.len(),
+                "scheduled report stored"
+            ),
+            Err(e) => {
+                tracing::warn!(task = "report", error = %e, "scheduled report failed; will retry")
+            }
+        }
+        let _ = lock.release().await;
+    }
+}
+
+/// Hourly: rolls raw samples up into hourly rollups, then drops raw and rollup partitions past their
+/// retention (rolled up first, dropped whole). One replica at a time.
+async fn retention_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let r = &state.settings.retention;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3_600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Ok(Some(lock)) = state.store.try_lock("headroom.retention").await else {
+            continue;
+        };
+        let t = now();
+        match state.store.rollup_pending(t).await {
+            Ok(s) => tracing::info!(
+                task = "retention",
+                hours = s.hours_written,
+                "rollups written"
+            ),
+            Err(e) => tracing::warn!(task = "retention", error = %e, "rollup failed; will retry"),
+        }
+        match state
+            .store
+            .apply_retention(t, r.raw_days, r.rollup_days)
+            .await
+        {
+            Ok(rep) => tracing::info!(
+                task = "retention",
+                raw_dropped = rep.raw_partitions_dropped.len(),
+                rollup_dropped = rep.rollup_partitions_dropped.len(),
+                "retention applied"
+            ),
+            Err(e) => {
+                tracing::warn!(task = "retention", error = %e, "retention failed; will retry")
+            }
         }
         let _ = lock.release().await;
     }

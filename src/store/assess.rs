@@ -13,6 +13,8 @@ use crate::recommend::Recommendation;
 pub struct AssessTarget {
     pub container_id: i64,
     pub workload_id: i64,
+    pub namespace: String,
+    pub workload: String,
     pub series: BTreeMap<String, i64>,
 }
 
@@ -162,10 +164,11 @@ impl Store {
     /// Up to `limit` containers with id above `after`, with their series.
     pub async fn assess_targets(&self, after: i64, limit: i64) -> Result<Vec<AssessTarget>> {
         let rows = sqlx::query!(
-            r#"select c.id, c.workload_id, array_agg(s.metric) as "metrics!", array_agg(s.id) as "ids!"
-               from container c join series s on s.container_id = c.id
+            r#"select c.id, c.workload_id, w.namespace, w.name as workload,
+                      array_agg(s.metric) as "metrics!", array_agg(s.id) as "ids!"
+               from container c join series s on s.container_id = c.id join workload w on w.id = c.workload_id
                where c.id > $1
-               group by c.id
+               group by c.id, w.id
                order by c.id
                limit $2"#,
             after,
@@ -178,6 +181,8 @@ impl Store {
             .map(|r| AssessTarget {
                 container_id: r.id,
                 workload_id: r.workload_id,
+                namespace: r.namespace,
+                workload: r.workload,
                 series: r.metrics.into_iter().zip(r.ids).collect(),
             })
             .collect())

@@ -60,8 +60,22 @@ impl Store {
         // Two writers creating the same new chunk: the loser's insert finds the row and the whole batch is
         // retried as a merge, so neither loses samples.
         for _attempt in 0..5 {
-            if let Some(stats) = self.try_write_chunks(&incoming).await? {
-                return Ok(stats);
+            match self.try_write_chunks(&incoming).await {
+                Ok(Some(stats)) => return Ok(stats),
+                Ok(None) => {}
+                // Another replica's retention dropped a partition this process thought it had: forget
+                // what it knows and create them again.
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some("23514") =>
+                {
+                    self.known_partitions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                    self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
+                        .await?;
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(StoreError::Contention)

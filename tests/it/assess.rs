@@ -24,7 +24,12 @@ pub async fn seeded(pool: &PgPool, workloads: usize, days: i64) -> (Store, Clust
 }
 
 /// A simulated cluster written straight into the store, its history ending at `end`.
-pub async fn seeded_until(pool: &PgPool, workloads: usize, days: i64, end: i64) -> (Store, Cluster) {
+pub async fn seeded_until(
+    pool: &PgPool,
+    workloads: usize,
+    days: i64,
+    end: i64,
+) -> (Store, Cluster) {
     let store = Store::from_pool(pool.clone());
     let s = spec_until(workloads, days, end);
     seed::seed(&store, "sim", &s, 50).await.unwrap();
@@ -138,4 +143,37 @@ async fn forecasts_are_kept_not_overwritten(pool: PgPool) {
             .unwrap();
     assert!(!per_series.is_empty());
     assert!(per_series.iter().all(|&n| n == 2), "{per_series:?}");
+}
+
+#[sqlx::test]
+async fn policy_rules_choose_the_policy_per_namespace_or_workload(pool: PgPool) {
+    let (store, cluster) = seeded(&pool, 6, 5).await;
+    let first = &cluster.workloads[0];
+    let settings = Settings::from_toml(&format!(
+        "[assess]\npolicy_rules = [{{ match = \"{}/{}\", policy = \"cautious\" }}, {{ match = \"*\", policy = \"aggressive\" }}]\n",
+        first.namespace, first.name
+    ))
+    .unwrap();
+    assess::run(
+        &store,
+        &AssessOptions::from_settings(&settings).unwrap(),
+        END,
+    )
+    .await
+    .unwrap();
+    let policies: Vec<(String, String)> = sqlx::query_as(
+        "select distinct w.name, r.policy from recommendation r join container c on c.id = r.container_id
+         join workload w on w.id = c.workload_id order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (name, policy) in policies {
+        let want = if name == first.name {
+            "cautious"
+        } else {
+            "aggressive"
+        };
+        assert_eq!(policy, want, "{name}");
+    }
 }

@@ -80,3 +80,9 @@ fn config_error_variants_name_the_key() {
     };
     assert_eq!(e.to_string(), "configuration key `a.b`: bad");
 }
+
+#[test]
+fn a_policy_rule_naming_an_unknown_policy_names_its_key() {
+    let e = err("[assess]\npolicy_rules = [{ match = \"payments\", policy = \"reckless\" }]\n");
+    assert!(e.contains("assess.policy_rules[0].policy"), "{e}");
+}
