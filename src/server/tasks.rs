@@ -254,11 +254,14 @@ async fn report_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         )
         .await
         {
-            Ok(g) => tracing::info!(
-                task = "report",
-                reports = g.ids.len(),
-                "scheduled report stored"
-            ),
+            Ok(g) => {
+                tracing::info!(
+                    task = "report",
+                    reports = g.ids.len(),
+                    "scheduled report stored"
+                );
+                post_report_summary(&state, &g).await;
+            }
             Err(e) => {
                 tracing::warn!(task = "report", error = %e, "scheduled report failed; will retry")
             }
@@ -304,5 +307,32 @@ async fn retention_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         }
         let _ = lock.release().await;
+    }
+}
+
+/// Posts the scheduled report's summary, with a link to the stored HTML, to every Slack route through the
+/// alert outbox (so it is delivered once, with the same retries as alerts).
+async fn post_report_summary(state: &AppState, g: &crate::report::Generated) {
+    let Some(id) = g.id(crate::report::Format::Html) else {
+        return;
+    };
+    let link = format!(
+        "{}/api/v1/reports/{id}",
+        state.settings.server.public_url.trim_end_matches('/')
+    );
+    let payload = crate::report::slack_summary(&g.data, &link);
+    for route in &state.settings.alerts.routes {
+        if route.format != crate::config::PayloadFormat::Slack {
+            continue;
+        }
+        let message = alert::Outgoing {
+            fingerprint: format!("report-{id}"),
+            route: route.name.clone(),
+            format: route.format,
+            payload: payload.clone(),
+        };
+        if let Err(e) = state.store.enqueue_alert(&message, now()).await {
+            tracing::warn!(task = "report", route = %route.name, error = %e, "report summary not queued");
+        }
     }
 }
