@@ -46,7 +46,8 @@ function fmtValue(resource, v) {
   if (!finite(v)) return "—";
   if (resource === "cpu") {
     if (Math.abs(v) < 1) return `${Math.round(v * 1000)}m`;
-    return `${+v.toFixed(2)} cores`;
+    const n = +v.toFixed(2);
+    return `${n} core${n === 1 ? "" : "s"}`;
   }
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
@@ -54,7 +55,8 @@ function fmtValue(resource, v) {
     v /= 1024;
     i++;
   }
-  return `${Math.abs(v) >= 100 || i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
+  const whole = Math.abs(v) >= 100 || i === 0 || Number.isInteger(+v.toFixed(1));
+  return `${whole ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
 }
 
 function fmtDate(t) {
@@ -362,11 +364,15 @@ function drawChart(resource, view) {
     ...usage.map(meanOf),
     ...usageMax.map(maxOf),
     ...request.map(maxOf),
-    ...limit.map(maxOf),
     ...fc.map((p) => p[3]),
     ...fc.map((p) => p[1]),
   ].filter(finite);
-  const top = Math.max(...values, 0) * 1.08 || 1;
+  const core = Math.max(...values, 0);
+  const highestLimit = Math.max(...limit.map(maxOf).filter(finite), 0);
+  // A limit far above everything else would squash the usage into a flat line at the bottom: it is then
+  // named at the top edge instead of drawn.
+  const limitOff = core > 0 && highestLimit > 2 * core;
+  const top = Math.max(core, limitOff ? 0 : highestLimit) * 1.08 || 1;
   const ticks = niceTicks(top, resource);
   const ymax = Math.max(top, ticks[ticks.length - 1]);
   const y = (v) => T + (1 - v / ymax) * (H - T - B);
@@ -395,7 +401,7 @@ function drawChart(resource, view) {
   s.append(svg("path", { class: "usage-max", d: pathOf(usageMax.map((p) => [p[0], maxOf(p)]), x, y, gap) }));
   s.append(svg("path", { class: "usage", d: pathOf(usage.map((p) => [p[0], meanOf(p)]), x, y, gap) }));
   const lastSeen = Math.max(now, ...usage.map((p) => p[0]));
-  for (const [cls, pts] of [["request", request], ["limit", limit]]) {
+  for (const [cls, pts] of [["request", request], ["limit", limitOff ? [] : limit]]) {
     const line = pts.map((p) => [p[0], maxOf(p)]);
     if (line.length === 0) continue;
     s.append(svg("path", { class: cls, d: stepPath(line, x, y, lastSeen) }));
@@ -418,6 +424,15 @@ function drawChart(resource, view) {
     });
     c.append(svg("title", {}, `reaches its ${e.threshold_kind} ${fmtDate(e.eta)}`));
     s.append(c);
+  }
+  if (limitOff) {
+    s.append(
+      svg(
+        "text",
+        { class: "limit-off", x: W - R - 4, y: T + 10, "text-anchor": "end" },
+        `limit ${fmtValue(resource, highestLimit)} ↑ above the chart`,
+      ),
+    );
   }
   s.append(svg("line", { class: "now", x1: x(now), x2: x(now), y1: T, y2: H - B }));
   s.append(svg("text", { class: "now-label", x: x(now) + 4, y: T + 10 }, "now"));
@@ -507,8 +522,13 @@ function recommendationBlock(resource, r) {
       el("dt", {}, "policy"),
       el("dd", {}, `${r.policy}, ${r.rule}`),
     ),
-    el("p", { class: "why" }, el("b", {}, "Why: "), r.reason),
-    el("p", { class: "why" }, el("b", {}, "Risk: "), r.risk),
+    el(
+      "details",
+      {},
+      el("summary", {}, "why, and the risk"),
+      el("p", { class: "why" }, el("b", {}, "Why: "), r.reason),
+      el("p", { class: "why" }, el("b", {}, "Risk: "), r.risk),
+    ),
   );
 }
 
@@ -547,6 +567,15 @@ async function workloadPage() {
 
   const back = document.getElementById("back");
   const ahead = document.getElementById("ahead");
+  // The window is kept in the address (?back=14&ahead=30), so a view can be linked to.
+  const params = new URLSearchParams(location.search);
+  for (const select of [back, ahead]) {
+    const want = params.get(select.id);
+    if ([...select.options].some((o) => o.value === want)) select.value = want;
+  }
+  function remember() {
+    history.replaceState(null, "", `${location.pathname}?back=${back.value}&ahead=${ahead.value}`);
+  }
   async function render() {
     const sections = data.containers.map((c) => {
       const section = el("section", { class: "card container" }, el("h2", {}, `container ${c.name}`));
@@ -604,8 +633,12 @@ async function workloadPage() {
     }
   }
 
-  back.addEventListener("change", render);
-  ahead.addEventListener("change", render);
+  for (const select of [back, ahead]) {
+    select.addEventListener("change", () => {
+      remember();
+      render();
+    });
+  }
   render();
 }
 
