@@ -45,6 +45,11 @@ pub fn run(ctx: &Context, a: &SeedArgs) -> CliResult {
             a.days
         )));
     }
+    if a.workloads < 1 {
+        return Err(Failure::BadInput(anyhow::anyhow!(
+            "--workloads must be at least 1"
+        )));
+    }
     let settings = ctx.settings()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
