@@ -19,7 +19,10 @@ pub struct SeedReport {
 type Points = Vec<(i64, f64)>;
 
 /// Per workload container: metric name → points.
-fn aggregate(cluster: &Cluster, w: &crate::simulate::Workload) -> BTreeMap<String, BTreeMap<&'static str, Points>> {
+fn aggregate(
+    cluster: &Cluster,
+    w: &crate::simulate::Workload,
+) -> BTreeMap<String, BTreeMap<&'static str, Points>> {
     let mut out: BTreeMap<String, BTreeMap<&'static str, Points>> = BTreeMap::new();
     for cname in &w.containers {
         // time → (sum, n, max) for cpu and memory; requests and limits are per-pod constants.
@@ -28,9 +31,14 @@ fn aggregate(cluster: &Cluster, w: &crate::simulate::Workload) -> BTreeMap<Strin
         let mut caps: BTreeMap<&'static str, BTreeMap<i64, f64>> = BTreeMap::new();
         let mut ooms: BTreeMap<i64, f64> = BTreeMap::new();
         for pod in &w.pods {
-            let Some(c) = pod.containers.iter().find(|c| &c.name == cname) else { continue };
+            let Some(c) = pod.containers.iter().find(|c| &c.name == cname) else {
+                continue;
+            };
             for t in cluster.sample_times(pod) {
-                for (acc, v) in [(&mut cpu, cluster.cpu_usage(w, c, t)), (&mut mem, cluster.memory_working_set(c, t))] {
+                for (acc, v) in [
+                    (&mut cpu, cluster.cpu_usage(w, c, t)),
+                    (&mut mem, cluster.memory_working_set(c, t)),
+                ] {
                     let e = acc.entry(t).or_insert((0.0, 0, f64::MIN));
                     e.0 += v;
                     e.1 += 1;
@@ -57,13 +65,18 @@ fn aggregate(cluster: &Cluster, w: &crate::simulate::Workload) -> BTreeMap<Strin
             }
         }
         let metrics = out.entry(cname.clone()).or_default();
-        let mean = |m: &BTreeMap<i64, (f64, u32, f64)>| m.iter().map(|(&t, a)| (t, a.0 / a.1 as f64)).collect();
+        let mean = |m: &BTreeMap<i64, (f64, u32, f64)>| {
+            m.iter().map(|(&t, a)| (t, a.0 / a.1 as f64)).collect()
+        };
         let max = |m: &BTreeMap<i64, (f64, u32, f64)>| m.iter().map(|(&t, a)| (t, a.2)).collect();
         metrics.insert("cpu_usage", mean(&cpu));
         metrics.insert("cpu_usage_max", max(&cpu));
         metrics.insert("memory_usage", mean(&mem));
         metrics.insert("memory_usage_max", max(&mem));
-        metrics.insert("replicas", mem.iter().map(|(&t, a)| (t, a.1 as f64)).collect());
+        metrics.insert(
+            "replicas",
+            mem.iter().map(|(&t, a)| (t, a.1 as f64)).collect(),
+        );
         metrics.insert("oom_kills", ooms.into_iter().collect());
         for (name, pts) in caps {
             metrics.insert(name, pts.into_iter().collect());
@@ -81,7 +94,12 @@ fn unit(metric: &str) -> &'static str {
 }
 
 /// Simulates `spec` and writes it into the store under cluster `cluster_name`, `batch` workloads at a time.
-pub async fn seed(store: &Store, cluster_name: &str, spec: &ClusterSpec, batch: usize) -> Result<SeedReport, SeedError> {
+pub async fn seed(
+    store: &Store,
+    cluster_name: &str,
+    spec: &ClusterSpec,
+    batch: usize,
+) -> Result<SeedReport, SeedError> {
     let cluster = Cluster::plan(spec).map_err(|e| SeedError::Spec(e.to_string()))?;
     let cluster_id = store.upsert_cluster(cluster_name).await?;
     let mut report = SeedReport::default();

@@ -17,8 +17,8 @@ mod bench_rightsizing;
 mod exhaustion;
 mod forecast;
 mod recommend;
-mod retention;
 mod report;
+mod retention;
 
 mod scrape;
 mod simulate;

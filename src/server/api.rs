@@ -26,7 +26,10 @@ impl Params {
         let mut map = HashMap::new();
         for (k, v) in pairs {
             if !known.contains(&k.as_str()) {
-                return Err(ApiError::bad(&k, format!("unknown parameter; known: {}", known.join(", "))));
+                return Err(ApiError::bad(
+                    &k,
+                    format!("unknown parameter; known: {}", known.join(", ")),
+                ));
             }
             if map.insert(k.clone(), v).is_some() {
                 return Err(ApiError::bad(&k, "given more than once"));
@@ -46,18 +49,25 @@ impl Params {
     }
 
     pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
-        let Some(v) = self.0.get(name) else { return Ok(None) };
+        let Some(v) = self.0.get(name) else {
+            return Ok(None);
+        };
         let n: i64 = v
             .parse()
             .map_err(|_| ApiError::bad(name, format!("{v:?} is not a whole number")))?;
         if !(min..=max).contains(&n) {
-            return Err(ApiError::bad(name, format!("must be between {min} and {max}")));
+            return Err(ApiError::bad(
+                name,
+                format!("must be between {min} and {max}"),
+            ));
         }
         Ok(Some(n))
     }
 
     pub fn float(&self, name: &str) -> Result<Option<f64>, ApiError> {
-        let Some(v) = self.0.get(name) else { return Ok(None) };
+        let Some(v) = self.0.get(name) else {
+            return Ok(None);
+        };
         match v.parse::<f64>() {
             Ok(x) if x.is_finite() => Ok(Some(x)),
             _ => Err(ApiError::bad(name, format!("{v:?} is not a finite number"))),
@@ -68,7 +78,10 @@ impl Params {
         match self.0.get(name) {
             None => Ok(None),
             Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-            Some(v) => Err(ApiError::bad(name, format!("{v:?} is not one of {}", allowed.join(", ")))),
+            Some(v) => Err(ApiError::bad(
+                name,
+                format!("{v:?} is not one of {}", allowed.join(", ")),
+            )),
         }
     }
 
@@ -82,10 +95,12 @@ impl Params {
 
 pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::bad("id", e.body_text()))?;
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad("id", format!("{raw:?} is not a workload id (a positive whole number)")))
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::bad(
+            "id",
+            format!("{raw:?} is not a workload id (a positive whole number)"),
+        )
+    })
 }
 
 fn now() -> i64 {
@@ -96,10 +111,22 @@ fn now() -> i64 {
 }
 
 /// `GET /api/v1/workloads`: summaries, filtered, sorted by urgency, saving or name, paginated.
-pub async fn list_workloads(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn list_workloads(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(
         q,
-        &["cluster", "namespace", "kind", "label", "sort", "page", "per_page", "exhausts_within_days"],
+        &[
+            "cluster",
+            "namespace",
+            "kind",
+            "label",
+            "sort",
+            "page",
+            "per_page",
+            "exhausts_within_days",
+        ],
     )?;
     let label = match p.text("label")? {
         None => None,
@@ -116,7 +143,9 @@ pub async fn list_workloads(State(state): State<AppState>, RawQuery(q): RawQuery
         namespace: p.text("namespace")?,
         kind: p.text("kind")?,
         label,
-        exhausts_before: p.int("exhausts_within_days", 0, 3650)?.map(|d| now() + d * 86_400),
+        exhausts_before: p
+            .int("exhausts_within_days", 0, 3650)?
+            .map(|d| now() + d * 86_400),
         sort: p
             .one_of("sort", &["urgency", "saving", "name"])?
             .unwrap_or_else(|| "urgency".into()),
@@ -125,12 +154,20 @@ pub async fn list_workloads(State(state): State<AppState>, RawQuery(q): RawQuery
         ..Default::default()
     };
     let (rows, total) = state.store.list_workloads(&query).await?;
-    Ok(Json(json!({ "total": total, "page": page, "per_page": per_page, "workloads": rows })))
+    Ok(Json(
+        json!({ "total": total, "page": page, "per_page": per_page, "workloads": rows }),
+    ))
 }
 
 /// `GET /api/v1/at-risk`: workloads expected to reach a request or limit within `within_days` (default 14).
-pub async fn list_at_risk(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q, &["within_days", "cluster", "namespace", "page", "per_page"])?;
+pub async fn list_at_risk(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(
+        q,
+        &["within_days", "cluster", "namespace", "page", "per_page"],
+    )?;
     let within = p.int("within_days", 0, 3650)?.unwrap_or(14);
     let (limit, offset, page, per_page) = p.page()?;
     let query = WorkloadQuery {
@@ -143,7 +180,9 @@ pub async fn list_at_risk(State(state): State<AppState>, RawQuery(q): RawQuery) 
         ..Default::default()
     };
     let (rows, total) = state.store.list_workloads(&query).await?;
-    Ok(Json(json!({ "within_days": within, "total": total, "page": page, "per_page": per_page, "workloads": rows })))
+    Ok(Json(
+        json!({ "within_days": within, "total": total, "page": page, "per_page": per_page, "workloads": rows }),
+    ))
 }
 
 /// `GET /api/v1/workloads/{id}`: per container and resource the current figures, the latest forecast with
@@ -159,7 +198,10 @@ pub async fn get_workload(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("workload {id}")))?;
     let containers = state.store.workload_containers(id).await?;
-    let recs = state.store.current_recommendations(Some(id), f64::MIN, 1_000, 0).await?;
+    let recs = state
+        .store
+        .current_recommendations(Some(id), f64::MIN, 1_000, 0)
+        .await?;
     let max_ids: Vec<i64> = containers
         .iter()
         .flat_map(|c| ["cpu_usage_max", "memory_usage_max"].map(|m| c.series.get(m).copied()))
@@ -199,9 +241,13 @@ pub async fn get_workload_history(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(path)?;
     let p = Params::parse(q, &["container", "metric", "from", "to", "max_points"])?;
-    let metric = p.text("metric")?.ok_or_else(|| ApiError::bad("metric", "required, e.g. cpu_usage"))?;
+    let metric = p
+        .text("metric")?
+        .ok_or_else(|| ApiError::bad("metric", "required, e.g. cpu_usage"))?;
     let to = p.int("to", 0, 253_402_300_799)?.unwrap_or_else(now);
-    let from = p.int("from", 0, 253_402_300_799)?.unwrap_or(to - 7 * 86_400);
+    let from = p
+        .int("from", 0, 253_402_300_799)?
+        .unwrap_or(to - 7 * 86_400);
     if from >= to {
         return Err(ApiError::bad("from", "must be before `to`"));
     }
@@ -211,18 +257,22 @@ pub async fn get_workload_history(
         return Err(ApiError::NotFound(format!("workload {id}")));
     }
     let container = match p.text("container")? {
-        Some(name) => containers
-            .iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| ApiError::bad("container", format!("workload {id} has no container {name:?}")))?,
+        Some(name) => containers.iter().find(|c| c.name == name).ok_or_else(|| {
+            ApiError::bad(
+                "container",
+                format!("workload {id} has no container {name:?}"),
+            )
+        })?,
         None => containers
             .first()
             .ok_or_else(|| ApiError::NotFound(format!("containers of workload {id}")))?,
     };
-    let series = *container
-        .series
-        .get(&metric)
-        .ok_or_else(|| ApiError::bad("metric", format!("container {:?} has no series {metric:?}", container.name)))?;
+    let series = *container.series.get(&metric).ok_or_else(|| {
+        ApiError::bad(
+            "metric",
+            format!("container {:?} has no series {metric:?}", container.name),
+        )
+    })?;
     let points = state.store.read_samples(series, from, to).await?;
     let (resolution, pts) = thin(&points, max_points);
     Ok(Json(json!({
@@ -256,24 +306,32 @@ pub async fn get_forecast_history(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(path)?;
     let p = Params::parse(q, &["container", "resource", "limit"])?;
-    let resource = p.one_of("resource", &["cpu", "memory"])?.unwrap_or_else(|| "memory".into());
+    let resource = p
+        .one_of("resource", &["cpu", "memory"])?
+        .unwrap_or_else(|| "memory".into());
     let limit = p.int("limit", 1, 500)?.unwrap_or(20);
     let containers = state.store.workload_containers(id).await?;
     if containers.is_empty() {
         return Err(ApiError::NotFound(format!("workload {id}")));
     }
     let container = match p.text("container")? {
-        Some(name) => containers
-            .iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| ApiError::bad("container", format!("workload {id} has no container {name:?}")))?,
+        Some(name) => containers.iter().find(|c| c.name == name).ok_or_else(|| {
+            ApiError::bad(
+                "container",
+                format!("workload {id} has no container {name:?}"),
+            )
+        })?,
         None => &containers[0],
     };
     let Some(&series) = container.series.get(&format!("{resource}_usage_max")) else {
-        return Ok(Json(json!({ "workload_id": id, "container": container.name, "forecasts": [] })));
+        return Ok(Json(
+            json!({ "workload_id": id, "container": container.name, "forecasts": [] }),
+        ));
     };
     let forecasts = state.store.forecasts(series, limit).await?;
-    Ok(Json(json!({ "workload_id": id, "container": container.name, "resource": resource, "forecasts": forecasts })))
+    Ok(Json(
+        json!({ "workload_id": id, "container": container.name, "resource": resource, "forecasts": forecasts }),
+    ))
 }
 
 /// `GET /api/v1/recommendations`: the latest recommendations, largest saving first.
@@ -284,16 +342,27 @@ pub async fn list_recommendations(
     let p = Params::parse(q, &["min_saving", "page", "per_page"])?;
     let min = p.float("min_saving")?.unwrap_or(0.0);
     let (limit, offset, page, per_page) = p.page()?;
-    let recs = state.store.current_recommendations(None, min, limit, offset).await?;
-    Ok(Json(json!({ "page": page, "per_page": per_page, "recommendations": recs })))
+    let recs = state
+        .store
+        .current_recommendations(None, min, limit, offset)
+        .await?;
+    Ok(Json(
+        json!({ "page": page, "per_page": per_page, "recommendations": recs }),
+    ))
 }
 
 /// `GET /api/v1/patches`: strategic-merge patches (YAML) applying the recommendations, for GitOps.
-pub async fn get_patches(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_patches(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q, &["namespace", "workload_id"])?;
     let namespace = p.text("namespace")?;
     let workload_id = p.int("workload_id", 1, i64::MAX)?;
-    let recs = state.store.current_recommendations(workload_id, f64::MIN, 100_000, 0).await?;
+    let recs = state
+        .store
+        .current_recommendations(workload_id, f64::MIN, 100_000, 0)
+        .await?;
     let mut by_container: BTreeMap<String, Vec<(Recommendation, Unit)>> = BTreeMap::new();
     let mut names: HashMap<i64, (String, String, String)> = HashMap::new();
     for r in &recs {
@@ -302,12 +371,17 @@ pub async fn get_patches(State(state): State<AppState>, RawQuery(q): RawQuery) -
         {
             names.insert(r.workload_id, (w.namespace, w.kind, w.name));
         }
-        let Some((ns, kind, name)) = names.get(&r.workload_id) else { continue };
+        let Some((ns, kind, name)) = names.get(&r.workload_id) else {
+            continue;
+        };
         if namespace.as_ref().is_some_and(|n| n != ns) {
             continue;
         }
         let key = format!("{ns}/{kind}/{name}/{}", r.container);
-        by_container.entry(key).or_default().push(to_recommendation(r));
+        by_container
+            .entry(key)
+            .or_default()
+            .push(to_recommendation(r));
     }
     let patches: Vec<recommend::patch::ContainerPatch<'_>> = by_container
         .iter()
@@ -321,7 +395,11 @@ pub async fn get_patches(State(state): State<AppState>, RawQuery(q): RawQuery) -
 }
 
 fn to_recommendation(r: &RecommendationRecord) -> (Recommendation, Unit) {
-    let resource = if r.resource == "cpu" { Resource::Cpu } else { Resource::Memory };
+    let resource = if r.resource == "cpu" {
+        Resource::Cpu
+    } else {
+        Resource::Memory
+    };
     let unit = match resource {
         Resource::Cpu => Unit::Cores(1.0),
         Resource::Memory => Unit::Bytes(1.0),
@@ -370,14 +448,20 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
 }
 
 /// `POST /api/v1/scrape`: wakes the scrape loop now.
-pub async fn post_scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn post_scrape(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     state.triggers.scrape.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "triggered": "scrape" }))).into_response())
 }
 
 /// `POST /api/v1/assess`: wakes the assessment loop now.
-pub async fn post_assess(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn post_assess(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     state.triggers.assess.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "triggered": "assess" }))).into_response())
@@ -389,9 +473,13 @@ mod tests {
 
     #[test]
     fn unknown_and_repeated_parameters_are_named() {
-        let e = Params::parse(Some("sort=name&colour=red".into()), &["sort"]).err().unwrap();
+        let e = Params::parse(Some("sort=name&colour=red".into()), &["sort"])
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("colour"), "{e}");
-        let e = Params::parse(Some("sort=a&sort=b".into()), &["sort"]).err().unwrap();
+        let e = Params::parse(Some("sort=a&sort=b".into()), &["sort"])
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("sort"), "{e}");
     }
 

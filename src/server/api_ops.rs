@@ -22,16 +22,24 @@ fn now() -> i64 {
 }
 
 fn format_param(p: &Params) -> Result<Format, ApiError> {
-    Ok(match p.one_of("format", &["html", "md", "csv", "json"])?.as_deref() {
-        None | Some("html") => Format::Html,
-        Some("md") => Format::Markdown,
-        Some("csv") => Format::Csv,
-        _ => Format::Json,
-    })
+    Ok(
+        match p
+            .one_of("format", &["html", "md", "csv", "json"])?
+            .as_deref()
+        {
+            None | Some("html") => Format::Html,
+            Some("md") => Format::Markdown,
+            Some("csv") => Format::Csv,
+            _ => Format::Json,
+        },
+    )
 }
 
 /// `GET /api/v1/report`: builds a report now (not stored) for a scope and period.
-pub async fn get_report(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_report(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q, &["scope", "period", "format"])?;
     let scope: Scope = p
         .text("scope")?
@@ -55,11 +63,18 @@ pub async fn get_report(State(state): State<AppState>, RawQuery(q): RawQuery) ->
             ReportError::EmptyScope(m) => ApiError::bad("scope", m),
             ReportError::Store(e) => e.into(),
         })?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], report::render(&data, format)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, format.content_type())],
+        report::render(&data, format),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/reports`: the stored reports, newest first.
-pub async fn list_reports(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn list_reports(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q, &["limit"])?;
     let limit = p.int("limit", 1, 500)?.unwrap_or(50);
     let reports: Vec<Value> = state
@@ -120,10 +135,27 @@ pub async fn post_silence(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let p = Params::parse(q, &["cluster", "namespace", "workload", "duration", "comment", "created_by"])?;
-    let (cluster, namespace, workload) = (p.text("cluster")?, p.text("namespace")?, p.text("workload")?);
+    let p = Params::parse(
+        q,
+        &[
+            "cluster",
+            "namespace",
+            "workload",
+            "duration",
+            "comment",
+            "created_by",
+        ],
+    )?;
+    let (cluster, namespace, workload) = (
+        p.text("cluster")?,
+        p.text("namespace")?,
+        p.text("workload")?,
+    );
     if namespace.is_none() && workload.is_none() {
-        return Err(ApiError::bad("namespace", "a silence needs a namespace or a workload"));
+        return Err(ApiError::bad(
+            "namespace",
+            "a silence needs a namespace or a workload",
+        ));
     }
     let duration: Span = p
         .text("duration")?
@@ -145,7 +177,11 @@ pub async fn post_silence(
             comment: p.text("comment")?.unwrap_or_default(),
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "ends_at": ends_at }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "ends_at": ends_at })),
+    )
+        .into_response())
 }
 
 /// `DELETE /api/v1/silences/{id}`: ends a silence now. Needs the token.

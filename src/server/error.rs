@@ -68,7 +68,11 @@ struct Body<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, parameter) = match &self {
-            ApiError::BadParameter { parameter, .. } => (StatusCode::BAD_REQUEST, "bad_parameter", Some(parameter.as_str())),
+            ApiError::BadParameter { parameter, .. } => (
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                Some(parameter.as_str()),
+            ),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
@@ -90,8 +94,10 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         resp
     }

@@ -63,7 +63,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = crate::cli::connect(&settings).map_err(|e| match e {
         crate::cli::Failure::BadInput(e) | crate::cli::Failure::Failed(e) => e,
     })?;
-    store.migrate().await.context("while migrating the database at start-up")?;
+    store
+        .migrate()
+        .await
+        .context("while migrating the database at start-up")?;
     let listener = TcpListener::bind(&settings.server.listen_addr)
         .await
         .with_context(|| format!("while binding {}", settings.server.listen_addr))?;
@@ -103,7 +106,10 @@ impl Application {
         })
     }
 
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -120,16 +126,28 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         // Dashboards and reports: reads.
         .route("/api/v1/workloads/{id}", get(api::get_workload))
-        .route("/api/v1/workloads/{id}/history", get(api::get_workload_history))
-        .route("/api/v1/workloads/{id}/forecasts", get(api::get_forecast_history))
+        .route(
+            "/api/v1/workloads/{id}/history",
+            get(api::get_workload_history),
+        )
+        .route(
+            "/api/v1/workloads/{id}/forecasts",
+            get(api::get_forecast_history),
+        )
         .route("/api/v1/patches", get(api::get_patches))
         .route("/api/v1/openapi.json", get(get_openapi))
         // Capacity planners: reports.
         .route("/api/v1/report", get(api_ops::get_report))
         .route("/api/v1/reports", get(api_ops::list_reports))
         .route("/api/v1/reports/{id}", get(api_ops::get_stored_report))
-        .route("/api/v1/silences", get(api_ops::list_silences).post(api_ops::post_silence))
-        .route("/api/v1/silences/{id}", axum::routing::delete(api_ops::delete_silence))
+        .route(
+            "/api/v1/silences",
+            get(api_ops::list_silences).post(api_ops::post_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(api_ops::delete_silence),
+        )
         // Operators: token-protected triggers.
         .route("/api/v1/scrape", post(api::post_scrape))
         .route("/api/v1/assess", post(api::post_assess));
@@ -164,11 +182,17 @@ async fn get_readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(()) => {
             let newest = state.store.newest_sample_time().await.ok().flatten();
             let age = newest.map(|t| api_now() - t);
-            (StatusCode::OK, Json(json!({ "database": "ok", "newest_sample_age_secs": age })))
+            (
+                StatusCode::OK,
+                Json(json!({ "database": "ok", "newest_sample_age_secs": age })),
+            )
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "database": "unreachable" })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "database": "unreachable" })),
+            )
         }
     }
 }
@@ -193,13 +217,19 @@ async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     body.push_str("# EOF\n");
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
 }
 
 async fn get_openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -17,9 +17,12 @@ impl Store {
     /// Takes the lock named `key` if nobody holds it.
     pub async fn try_lock(&self, key: &str) -> Result<Option<LockGuard>> {
         let mut conn = self.pool.acquire().await?;
-        let got = sqlx::query_scalar!(r#"select pg_try_advisory_lock(hashtext($1)) as "got!""#, key)
-            .fetch_one(&mut *conn)
-            .await?;
+        let got = sqlx::query_scalar!(
+            r#"select pg_try_advisory_lock(hashtext($1)) as "got!""#,
+            key
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         Ok(got.then(|| LockGuard {
             conn,
             key: key.to_string(),
@@ -29,9 +32,12 @@ impl Store {
 
 impl LockGuard {
     pub async fn release(mut self) -> Result<()> {
-        sqlx::query_scalar!(r#"select pg_advisory_unlock(hashtext($1)) as "released!""#, self.key)
-            .fetch_one(&mut *self.conn)
-            .await?;
+        sqlx::query_scalar!(
+            r#"select pg_advisory_unlock(hashtext($1)) as "released!""#,
+            self.key
+        )
+        .fetch_one(&mut *self.conn)
+        .await?;
         Ok(())
     }
 }

@@ -21,9 +21,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-pub use alerts::{
-    AlertRound, ClaimedMessage, Completion, FactWindows, NewSilence, OutboxStatus,
-};
+pub use alerts::{AlertRound, ClaimedMessage, Completion, FactWindows, NewSilence, OutboxStatus};
 pub use assess::{
     AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow, ResourceNow,
 };
@@ -31,15 +29,16 @@ pub use claims::Claim;
 pub use inventory::{ContainerKey, WorkloadKey};
 pub use locks::LockGuard;
 pub use read::{
-    ContainerSeries, ExhaustionRecord, ForecastRecord, RecommendationRecord, WorkloadQuery, WorkloadRow,
-};
-pub use retention::{
-    HOUR_SECS, HistoryStat, HourlyRollup, Partition, ROLLUP_CHUNK_SECS, RetentionReport,
-    RollupStats, SeriesSelection,
+    ContainerSeries, ExhaustionRecord, ForecastRecord, RecommendationRecord, WorkloadQuery,
+    WorkloadRow,
 };
 pub use reports::{
     ForecastAt, LatestExhaustion, LatestRecommendation, PastForecast, ScopeContainer, ScopeFilter,
     StoredReport,
+};
+pub use retention::{
+    HOUR_SECS, HistoryStat, HourlyRollup, Partition, ROLLUP_CHUNK_SECS, RetentionReport,
+    RollupStats, SeriesSelection,
 };
 pub use samples::{CHUNK_SECS, WriteStats};
 

@@ -340,8 +340,10 @@ impl Store {
 
     /// Unix time of the newest stored sample (any series), for readiness.
     pub async fn newest_sample_time(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar!(r#"select extract(epoch from max(last_ts))::bigint from sample_chunk"#)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar!(
+            r#"select extract(epoch from max(last_ts))::bigint from sample_chunk"#
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 }

@@ -14,14 +14,25 @@ use crate::assess::seeded;
 
 const END: i64 = 1_704_067_200 + 14 * 86_400;
 
-async fn call(app: &axum::Router, method: &str, uri: &str, token: Option<&str>) -> (StatusCode, String) {
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20)
+        .await
+        .unwrap();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -32,21 +43,45 @@ fn json(body: &str) -> Value {
 async fn app(pool: &PgPool, token: &str) -> axum::Router {
     let (store, _) = seeded(pool, 11, 8).await;
     let settings = Settings::from_toml(&format!("[server]\napi_token = \"{token}\"\n")).unwrap();
-    assess::run(&store, &AssessOptions::from_settings(&settings).unwrap(), END).await.unwrap();
+    assess::run(
+        &store,
+        &AssessOptions::from_settings(&settings).unwrap(),
+        END,
+    )
+    .await
+    .unwrap();
     router(AppState::new(store, settings).unwrap())
 }
 
 #[sqlx::test]
 async fn workloads_are_listed_sorted_and_paginated(pool: PgPool) {
     let app = app(&pool, "t0ken").await;
-    let (s, body) = call(&app, "GET", "/api/v1/workloads?sort=urgency&per_page=5", None).await;
+    let (s, body) = call(
+        &app,
+        "GET",
+        "/api/v1/workloads?sort=urgency&per_page=5",
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let v = json(&body);
     assert_eq!(v["total"], 11);
     assert_eq!(v["workloads"].as_array().unwrap().len(), 5);
-    let (_, body) = call(&app, "GET", "/api/v1/workloads?sort=saving&page=3&per_page=5", None).await;
+    let (_, body) = call(
+        &app,
+        "GET",
+        "/api/v1/workloads?sort=saving&page=3&per_page=5",
+        None,
+    )
+    .await;
     assert_eq!(json(&body)["workloads"].as_array().unwrap().len(), 1);
-    let (_, body) = call(&app, "GET", "/api/v1/workloads?sort=saving&per_page=500", None).await;
+    let (_, body) = call(
+        &app,
+        "GET",
+        "/api/v1/workloads?sort=saving&per_page=500",
+        None,
+    )
+    .await;
     let savings: Vec<f64> = json(&body)["workloads"]
         .as_array()
         .unwrap()
@@ -65,18 +100,32 @@ async fn one_workload_has_history_forecast_exhaustion_and_recommendation(pool: P
     assert_eq!(s, StatusCode::OK, "{body}");
     let v = json(&body);
     let mem = &v["containers"][0]["resources"]["memory"];
-    assert!(mem["forecast"]["p50"].as_array().is_some_and(|a| !a.is_empty()), "{mem}");
+    assert!(
+        mem["forecast"]["p50"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{mem}"
+    );
     assert!(mem["recommendation"]["reason"].is_string(), "{mem}");
     let (s, body) = call(
         &app,
         "GET",
-        &format!("/api/v1/workloads/{id}/history?metric=memory_usage&from={}&to={END}", END - 86_400),
+        &format!(
+            "/api/v1/workloads/{id}/history?metric=memory_usage&from={}&to={END}",
+            END - 86_400
+        ),
         None,
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(json(&body)["points"].as_array().unwrap().len(), 288);
-    let (s, body) = call(&app, "GET", &format!("/api/v1/workloads/{id}/forecasts?resource=cpu"), None).await;
+    let (s, body) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/workloads/{id}/forecasts?resource=cpu"),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(json(&body)["forecasts"].as_array().unwrap().len(), 1);
 }
@@ -105,10 +154,22 @@ async fn bad_parameters_are_named_and_unknown_workloads_are_404(pool: PgPool) {
 #[sqlx::test]
 async fn triggers_need_the_token(pool: PgPool) {
     let app = app(&pool, "t0ken").await;
-    assert_eq!(call(&app, "POST", "/api/v1/assess", None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&app, "POST", "/api/v1/assess", Some("wrong")).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&app, "POST", "/api/v1/assess", Some("t0ken")).await.0, StatusCode::ACCEPTED);
-    assert_eq!(call(&app, "POST", "/api/v1/scrape", Some("t0ken")).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        call(&app, "POST", "/api/v1/assess", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/v1/assess", Some("wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/v1/assess", Some("t0ken")).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/v1/scrape", Some("t0ken")).await.0,
+        StatusCode::ACCEPTED
+    );
 }
 
 #[sqlx::test]
@@ -121,7 +182,10 @@ async fn metrics_export_results_and_patches_are_yaml(pool: PgPool) {
     assert!(body.ends_with("# EOF\n"));
     let (s, body) = call(&app, "GET", "/api/v1/patches", None).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(body.contains("apiVersion: apps/v1") && body.contains("resources:"), "{body}");
+    assert!(
+        body.contains("apiVersion: apps/v1") && body.contains("resources:"),
+        "{body}"
+    );
     let (s, body) = call(&app, "GET", "/api/v1/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(json(&body)["openapi"], "3.0.3");
@@ -137,7 +201,12 @@ async fn a_database_outage_is_a_503_and_the_process_stays_up() {
     })
     .unwrap();
     let app = router(AppState::new(store, Settings::from_toml("").unwrap()).unwrap());
-    for uri in ["/api/v1/workloads", "/api/v1/workloads/1", "/api/v1/at-risk", "/readyz"] {
+    for uri in [
+        "/api/v1/workloads",
+        "/api/v1/workloads/1",
+        "/api/v1/at-risk",
+        "/readyz",
+    ] {
         let (s, body) = call(&app, "GET", uri, None).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
     }

@@ -10,14 +10,25 @@ use tower::ServiceExt;
 
 use crate::assess::seeded_until;
 
-async fn call(app: &axum::Router, method: &str, uri: &str, token: Option<&str>) -> (StatusCode, String) {
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 50 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 50 << 20)
+        .await
+        .unwrap();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -29,30 +40,68 @@ async fn app(pool: &PgPool) -> axum::Router {
     let end = now - now % 300;
     let (store, _) = seeded_until(pool, 6, 5, end).await;
     let settings = Settings::from_toml("[server]\napi_token = \"tok\"\n").unwrap();
-    assess::run(&store, &AssessOptions::from_settings(&settings).unwrap(), end).await.unwrap();
+    assess::run(
+        &store,
+        &AssessOptions::from_settings(&settings).unwrap(),
+        end,
+    )
+    .await
+    .unwrap();
     router(AppState::new(store, settings).unwrap())
 }
 
 #[sqlx::test]
 async fn silences_are_created_listed_and_ended_with_the_token(pool: PgPool) {
     let app = app(&pool).await;
-    let (s, _) = call(&app, "POST", "/api/v1/silences?namespace=shop&duration=4h", None).await;
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/silences?namespace=shop&duration=4h",
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, body) = call(&app, "POST", "/api/v1/silences?duration=4h", Some("tok")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("\"parameter\":\"namespace\""), "{body}");
-    let (s, body) = call(&app, "POST", "/api/v1/silences?namespace=shop&duration=forever", Some("tok")).await;
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/api/v1/silences?namespace=shop&duration=forever",
+        Some("tok"),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
-    let (s, body) = call(&app, "POST", "/api/v1/silences?namespace=shop&duration=4h&comment=deploy", Some("tok")).await;
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/api/v1/silences?namespace=shop&duration=4h&comment=deploy",
+        Some("tok"),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_i64().unwrap();
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
     let (_, body) = call(&app, "GET", "/api/v1/silences", None).await;
     assert!(body.contains("\"namespace\":\"shop\""), "{body}");
-    let (s, _) = call(&app, "DELETE", &format!("/api/v1/silences/{id}"), Some("tok")).await;
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        Some("tok"),
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, body) = call(&app, "GET", "/api/v1/silences", None).await;
     assert!(!body.contains("\"namespace\":\"shop\""), "{body}");
-    let (s, _) = call(&app, "DELETE", &format!("/api/v1/silences/{id}"), Some("tok")).await;
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        Some("tok"),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
