@@ -208,15 +208,13 @@ pub async fn get_workload(
         .flatten()
         .collect();
     let exhaustions = state.store.current_exhaustions(&max_ids).await?;
+    let forecasts = state.store.latest_forecasts(&max_ids).await?;
     let mut out = Vec::new();
     for c in &containers {
         let mut resources = BTreeMap::new();
         for r in Resource::ALL {
             let peak = c.series.get(&format!("{r}_usage_max")).copied();
-            let forecast = match peak {
-                Some(s) => state.store.forecasts(s, 1).await?.into_iter().next(),
-                None => None,
-            };
+            let forecast = forecasts.iter().find(|f| Some(f.series_id) == peak);
             resources.insert(
                 r.as_str(),
                 json!({

@@ -112,7 +112,13 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.acquire_timeout)
-            .connect_lazy_with(connect.application_name("headroom"));
+            .connect_lazy_with(
+                connect
+                    .application_name("headroom")
+                    // Many reads take optional filters (`$1 is null or col = $1`); a generic plan cannot
+                    // use an index for them, so plan each execution with its actual values.
+                    .options([("plan_cache_mode", "force_custom_plan")]),
+            );
         Ok(Self::from_pool(pool))
     }
 

@@ -255,6 +255,35 @@ impl Store {
             .collect())
     }
 
+    /// The latest forecast of each of these series, in one round trip.
+    pub async fn latest_forecasts(&self, series_ids: &[i64]) -> Result<Vec<ForecastRecord>> {
+        let rows = sqlx::query!(
+            r#"select distinct on (series_id) series_id, extract(epoch from computed_at)::bigint as "computed_at!",
+                      model, backtest_mase, level, extract(epoch from start_ts)::bigint as "start!", step_secs,
+                      p50, lower, upper
+               from forecast where series_id = any($1)
+               order by series_id, computed_at desc"#,
+            series_ids
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ForecastRecord {
+                series_id: r.series_id,
+                computed_at: r.computed_at,
+                model: r.model,
+                backtest_mase: r.backtest_mase,
+                level: r.level,
+                start: r.start,
+                step_secs: r.step_secs,
+                p50: r.p50,
+                lower: r.lower,
+                upper: r.upper,
+            })
+            .collect())
+    }
+
     /// The latest exhaustion estimates of these series (one per series and threshold kind).
     pub async fn current_exhaustions(&self, series_ids: &[i64]) -> Result<Vec<ExhaustionRecord>> {
         let rows = sqlx::query!(
