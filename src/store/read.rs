@@ -229,7 +229,8 @@ impl Store {
 
     /// Forecasts of a series, newest first.
     pub async fn forecasts(&self, series_id: i64, limit: i64) -> Result<Vec<ForecastRecord>> {
-        let rows = sqlx::query!(
+        Ok(sqlx::query_as!(
+            ForecastRecord,
             r#"select series_id, extract(epoch from computed_at)::bigint as "computed_at!", model, backtest_mase, level,
                       extract(epoch from start_ts)::bigint as "start!", step_secs, p50, lower, upper
                from forecast where series_id = $1 order by computed_at desc limit $2"#,
@@ -237,27 +238,13 @@ impl Store {
             limit
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ForecastRecord {
-                series_id: r.series_id,
-                computed_at: r.computed_at,
-                model: r.model,
-                backtest_mase: r.backtest_mase,
-                level: r.level,
-                start: r.start,
-                step_secs: r.step_secs,
-                p50: r.p50,
-                lower: r.lower,
-                upper: r.upper,
-            })
-            .collect())
+        .await?)
     }
 
     /// The latest forecast of each of these series, in one round trip.
     pub async fn latest_forecasts(&self, series_ids: &[i64]) -> Result<Vec<ForecastRecord>> {
-        let rows = sqlx::query!(
+        Ok(sqlx::query_as!(
+            ForecastRecord,
             r#"select distinct on (series_id) series_id, extract(epoch from computed_at)::bigint as "computed_at!",
                       model, backtest_mase, level, extract(epoch from start_ts)::bigint as "start!", step_secs,
                       p50, lower, upper
@@ -266,22 +253,7 @@ impl Store {
             series_ids
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ForecastRecord {
-                series_id: r.series_id,
-                computed_at: r.computed_at,
-                model: r.model,
-                backtest_mase: r.backtest_mase,
-                level: r.level,
-                start: r.start,
-                step_secs: r.step_secs,
-                p50: r.p50,
-                lower: r.lower,
-                upper: r.upper,
-            })
-            .collect())
+        .await?)
     }
 
     /// The latest exhaustion estimates of these series (one per series and threshold kind).

@@ -14,7 +14,7 @@ use crate::assess::seeded;
 
 const END: i64 = 1_704_067_200 + 14 * 86_400;
 
-async fn call(
+pub(crate) async fn call(
     app: &axum::Router,
     method: &str,
     uri: &str,

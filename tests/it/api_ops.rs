@@ -1,36 +1,13 @@
 //! Reports and silences over the HTTP API.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use headroom::assess::{self, AssessOptions};
 use headroom::config::Settings;
 use headroom::server::{AppState, router};
 use sqlx::PgPool;
-use tower::ServiceExt;
 
+use crate::api::call;
 use crate::assess::seeded_until;
-
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-) -> (StatusCode, String) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 50 << 20)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
 
 async fn app(pool: &PgPool) -> axum::Router {
     let now = std::time::SystemTime::now()
