@@ -3,6 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// Now, in Unix seconds (0 if the clock reads before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A span of time as the CLI and the configuration write it: a whole number followed by a unit
 /// (`s`, `m`, `h`, `d`, `w`), for example `30m`, `24h`, `7d`. Stored as whole seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

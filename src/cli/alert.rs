@@ -1,13 +1,14 @@
 //! `headroom alert test --route NAME`: queues a sample message for one route and delivers it through the
 //! real path (outbox, claim, pacing, retries), so the wiring of a webhook can be checked end to end.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
 
 use super::{CliResult, Context, Failure, connect, runtime};
 use crate::alert::{Deliverer, http_client, sample_message};
 use crate::domain::Span;
+use crate::domain::unix_now;
 
 #[derive(Debug, Subcommand)]
 pub enum AlertCommand {
@@ -29,12 +30,6 @@ pub fn run(ctx: &Context, cmd: &AlertCommand) -> CliResult {
     match cmd {
         AlertCommand::Test(args) => test(ctx, args),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn test(ctx: &Context, args: &TestArgs) -> CliResult {

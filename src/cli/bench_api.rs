@@ -51,10 +51,7 @@ pub fn run(ctx: &Context, a: &SeedArgs) -> CliResult {
         )));
     }
     let settings = ctx.settings()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::domain::unix_now();
     let step = a.step.max(1);
     let end = a.end.unwrap_or(now - now.rem_euclid(step));
     let spec = ClusterSpec {

@@ -45,12 +45,7 @@ pub fn run(settings: &crate::config::Settings, args: &Args) -> CliResult {
     if let Some(label) = &args.team_label {
         opts.team_label = label.clone();
     }
-    let now = args.now.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    });
+    let now = args.now.unwrap_or_else(crate::domain::unix_now);
     let (data, content, id) = super::runtime()?.block_on(async {
         let store = super::connect(settings)?;
         let data = report::build_with(&store, &opts, &scope, period, now)

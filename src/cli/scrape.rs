@@ -43,10 +43,7 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
             args.source.unwrap_or_default()
         )));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::domain::unix_now();
     let opts = RunOptions {
         end: args.end.unwrap_or(now - settings.scrape.settle_secs as i64),
         backfill_secs: args

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::Resource;
+use crate::domain::unix_now;
 use crate::recommend::{self, Recommendation, Unit};
 use crate::store::{RecommendationRecord, WorkloadQuery};
 
@@ -103,13 +104,6 @@ pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<i64,
     })
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// `GET /api/v1/workloads`: summaries, filtered, sorted by urgency, saving or name, paginated.
 pub async fn list_workloads(
     State(state): State<AppState>,
@@ -145,7 +139,7 @@ pub async fn list_workloads(
         label,
         exhausts_before: p
             .int("exhausts_within_days", 0, 3650)?
-            .map(|d| now() + d * 86_400),
+            .map(|d| unix_now() + d * 86_400),
         sort: p
             .one_of("sort", &["urgency", "saving", "name"])?
             .unwrap_or_else(|| "urgency".into()),
@@ -173,7 +167,7 @@ pub async fn list_at_risk(
     let query = WorkloadQuery {
         cluster: p.text("cluster")?,
         namespace: p.text("namespace")?,
-        exhausts_before: Some(now() + within * 86_400),
+        exhausts_before: Some(unix_now() + within * 86_400),
         sort: "urgency".into(),
         limit,
         offset,
@@ -242,7 +236,7 @@ pub async fn get_workload_history(
     let metric = p
         .text("metric")?
         .ok_or_else(|| ApiError::bad("metric", "required, e.g. cpu_usage"))?;
-    let to = p.int("to", 0, 253_402_300_799)?.unwrap_or_else(now);
+    let to = p.int("to", 0, 253_402_300_799)?.unwrap_or_else(unix_now);
     let from = p
         .int("from", 0, 253_402_300_799)?
         .unwrap_or(to - 7 * 86_400);

@@ -11,15 +11,9 @@ use super::AppState;
 use super::api::{Params, authorize};
 use super::error::ApiError;
 use crate::domain::Span;
+use crate::domain::unix_now;
 use crate::report::{self, Format, ReportError, Scope};
 use crate::store::NewSilence;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 fn format_param(p: &Params) -> Result<Format, ApiError> {
     Ok(
@@ -57,7 +51,7 @@ pub async fn get_report(
         return Err(ApiError::bad("period", "must be between 1h and 3650d"));
     }
     let format = format_param(&p)?;
-    let data = report::build(&state.store, &state.settings, &scope, period, now())
+    let data = report::build(&state.store, &state.settings, &scope, period, unix_now())
         .await
         .map_err(|e| match e {
             ReportError::EmptyScope(m) => ApiError::bad("scope", m),
@@ -117,7 +111,7 @@ pub async fn get_stored_report(
 
 /// `GET /api/v1/silences`: silences still in force.
 pub async fn list_silences(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let silences = state.store.active_silences(now()).await?;
+    let silences = state.store.active_silences(unix_now()).await?;
     let out: Vec<Value> = silences
         .iter()
         .map(|s| {
@@ -165,7 +159,7 @@ pub async fn post_silence(
     if duration.secs() > 90 * 86_400 {
         return Err(ApiError::bad("duration", "at most 90d"));
     }
-    let ends_at = now() + duration.secs();
+    let ends_at = unix_now() + duration.secs();
     let id = state
         .store
         .create_silence(&NewSilence {
@@ -197,7 +191,7 @@ pub async fn delete_silence(
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| ApiError::bad("id", format!("{raw:?} is not a silence id")))?;
-    if state.store.expire_silence(id, now()).await? {
+    if state.store.expire_silence(id, unix_now()).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound(format!("silence {id}")))

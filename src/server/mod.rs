@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::{Secret, Settings};
+use crate::domain::unix_now;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -181,7 +182,7 @@ async fn get_readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => {
             let newest = state.store.newest_sample_time().await.ok().flatten();
-            let age = newest.map(|t| api_now() - t);
+            let age = newest.map(|t| unix_now() - t);
             (
                 StatusCode::OK,
                 Json(json!({ "database": "ok", "newest_sample_age_secs": age })),
@@ -195,13 +196,6 @@ async fn get_readyz(State(state): State<AppState>) -> impl IntoResponse {
             )
         }
     }
-}
-
-fn api_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Headroom's own health, then the assessment results as gauges.

@@ -20,10 +20,7 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
             ..Default::default()
         })
         .await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::domain::unix_now();
     let mut out = String::new();
     let labels: HashMap<i64, String> = workloads
         .iter()

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::AppState;
 use crate::alert::{self, Deliverer};
 use crate::assess::{self, AssessOptions};
+use crate::domain::unix_now;
 use crate::scrape::{RunOptions, SourceScraper};
 
 pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
@@ -20,13 +21,6 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle
         tokio::spawn(report_loop(state.clone(), stop.clone())),
         tokio::spawn(retention_loop(state, stop)),
     ]
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Waits for the interval, a trigger or shutdown; `false` means stop.
@@ -74,7 +68,7 @@ async fn scrape_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 )
                 .await?;
                 let opts = RunOptions {
-                    end: now() - state.settings.scrape.settle_secs as i64,
+                    end: unix_now() - state.settings.scrape.settle_secs as i64,
                     backfill_secs: state.settings.scrape.backfill_days as i64 * 86_400,
                     progress: false,
                 };
@@ -130,7 +124,7 @@ async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         // Replicas compute the same cycle from the clock and share its batches; a trigger starts a cycle
         // of its own.
-        let t = now();
+        let t = unix_now();
         let cycle = if triggered {
             t
         } else {
@@ -149,7 +143,7 @@ async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                     "assessment share done"
                 );
                 // Alerts follow each assessment; their messages wait in the outbox.
-                match alert::evaluate_and_enqueue(&state.store, &state.settings, now()).await {
+                match alert::evaluate_and_enqueue(&state.store, &state.settings, unix_now()).await {
                     Ok(e) => tracing::info!(task = "alerts", firing = e.firing, "alerts evaluated"),
                     Err(e) => {
                         tracing::warn!(task = "alerts", error = %e, "alert evaluation failed; will retry")
@@ -162,8 +156,8 @@ async fn assess_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             return;
         }
         // Sleep to the next cycle boundary, or until triggered.
-        let next = (now().div_euclid(interval) + 1) * interval;
-        let wait_for = Duration::from_secs((next - now()).max(1) as u64);
+        let next = (unix_now().div_euclid(interval) + 1) * interval;
+        let wait_for = Duration::from_secs((next - unix_now()).max(1) as u64);
         triggered = tokio::select! {
             _ = tokio::time::sleep(wait_for) => false,
             _ = state.triggers.assess.notified() => true,
@@ -183,7 +177,7 @@ async fn alert_delivery_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     };
     let http = alert::http_client();
     loop {
-        let busy = match deliverer.deliver_due(&state.store, &http, now()).await {
+        let busy = match deliverer.deliver_due(&state.store, &http, unix_now()).await {
             Ok(r) => {
                 if r.busy() {
                     tracing::info!(
@@ -233,7 +227,7 @@ async fn report_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         let due = match state.store.recent_reports(1).await {
             Ok(last) => last
                 .first()
-                .is_none_or(|l| l.generated_at + r.interval_secs as i64 <= now()),
+                .is_none_or(|l| l.generated_at + r.interval_secs as i64 <= unix_now()),
             Err(e) => {
                 tracing::warn!(task = "report", error = %e, "cannot read stored reports");
                 continue;
@@ -250,7 +244,7 @@ async fn report_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             &state.settings,
             &scope,
             period,
-            now(),
+            unix_now(),
         )
         .await
         {
@@ -282,7 +276,7 @@ async fn retention_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         let Ok(Some(lock)) = state.store.try_lock("headroom.retention").await else {
             continue;
         };
-        let t = now();
+        let t = unix_now();
         match state.store.rollup_pending(t).await {
             Ok(s) => tracing::info!(
                 task = "retention",
@@ -331,7 +325,7 @@ async fn post_report_summary(state: &AppState, g: &crate::report::Generated) {
             format: route.format,
             payload: payload.clone(),
         };
-        if let Err(e) = state.store.enqueue_alert(&message, now()).await {
+        if let Err(e) = state.store.enqueue_alert(&message, unix_now()).await {
             tracing::warn!(task = "report", route = %route.name, error = %e, "report summary not queued");
         }
     }
