@@ -22,6 +22,12 @@ pub struct SourceErrorLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// ok or error
+    pub result: String,
+}
+
 /// Every metric family, shared by reference.
 pub struct Metrics {
     pub registry: Registry,
@@ -32,6 +38,16 @@ pub struct Metrics {
     pub scrape_dropped_samples: Family<SourceLabels, Counter>,
     pub scrape_request_seconds: Family<SourceLabels, Histogram>,
     pub scrape_last_success: Family<SourceLabels, Gauge>,
+    /// Configuration reloads (SIGHUP) by outcome.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// Unix time the running configuration was last loaded successfully (start-up or reload).
+    pub config_last_reload_success: Gauge,
+    /// Report files written to `reports.directory`.
+    pub report_files_written: Counter,
+    /// Exports of a stored report to `reports.directory` that failed and wait for the next check.
+    pub report_export_errors: Counter,
+    /// Runs of the report loop's check (report due? exports pending?).
+    pub report_checks: Counter,
 }
 
 impl Metrics {
@@ -82,8 +98,43 @@ impl Metrics {
             "Unix time of the last complete scrape of a source",
             scrape_last_success.clone(),
         );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        let config_last_reload_success = Gauge::default();
+        let report_files_written = Counter::default();
+        let report_export_errors = Counter::default();
+        let report_checks = Counter::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads on SIGHUP, by result (ok, error: the running configuration was kept)",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time the running configuration was last loaded successfully",
+            config_last_reload_success.clone(),
+        );
+        registry.register(
+            "report_files_written",
+            "Report files written to reports.directory",
+            report_files_written.clone(),
+        );
+        registry.register(
+            "report_export_errors",
+            "Failed exports of stored reports to reports.directory (retried on the next check)",
+            report_export_errors.clone(),
+        );
+        registry.register(
+            "report_checks",
+            "Checks of the report loop: report due, file exports pending",
+            report_checks.clone(),
+        );
         Arc::new(Self {
             registry,
+            config_reloads,
+            config_last_reload_success,
+            report_files_written,
+            report_export_errors,
+            report_checks,
             scrape_requests,
             scrape_errors,
             scrape_retries,

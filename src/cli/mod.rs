@@ -162,7 +162,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Retention(ref args) => retention::run(&ctx.settings()?, args),
         Command::Serve => {
             let settings = ctx.settings()?;
-            runtime()?.block_on(crate::server::serve(settings))?;
+            let sources = Sources::from_env(ctx.config.clone());
+            runtime()?.block_on(crate::server::serve(settings, sources))?;
             Ok(())
         }
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, SecretRef, non_negative, positive};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSettings {
     /// A firing group is sent again after this long, even when nothing changed.
@@ -44,7 +44,7 @@ pub struct AlertSettings {
 }
 
 /// One receiver: a Slack incoming webhook or an Alertmanager-compatible webhook.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertRoute {
     /// Unique; `headroom alert test --route NAME` and the outbox refer to it.

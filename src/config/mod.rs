@@ -3,6 +3,7 @@
 //! never print.
 
 mod alerts;
+mod reload;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 pub use alerts::{AlertRoute, AlertSettings, PayloadFormat};
+pub use reload::ReloadPlan;
 pub use secret::{Secret, SecretRef};
 
 /// The defaults, compiled in so the binary also works where `config/` is not beside it.
@@ -22,8 +24,12 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 /// Why the configuration cannot be used. Every variant names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Parse(String),
+    #[error("configuration: {message}")]
+    Parse {
+        /// The dotted key at fault, when the parser knows it.
+        key: Option<String>,
+        message: String,
+    },
     #[error("configuration key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
     #[error("configuration file {path}: {reason}")]
@@ -31,6 +37,15 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The dotted key at fault (`scrape.interval_secs`), when known; the message names it as well.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Parse { key, .. } => key.as_deref(),
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::File { .. } => None,
+        }
+    }
+
     fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.into(),
@@ -39,7 +54,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -55,7 +70,7 @@ pub struct Settings {
     pub sources: Vec<SourceSettings>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Where the API, dashboard and `/metrics` listen.
@@ -68,7 +83,7 @@ pub struct ServerSettings {
     pub protect_reads: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// A secret because it may carry a password.
@@ -85,14 +100,14 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     pub format: LogFormat,
     pub filter: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeSettings {
     pub interval_secs: u64,
@@ -109,7 +124,7 @@ pub struct ScrapeSettings {
     pub settle_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssessSettings {
     pub interval_secs: u64,
@@ -130,7 +145,7 @@ pub struct AssessSettings {
 }
 
 /// `match` is a namespace pattern (`payments`, `team-*`) or `namespace/workload` (`shop/checkout*`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRule {
     #[serde(rename = "match")]
@@ -138,7 +153,7 @@ pub struct PolicyRule {
     pub policy: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSettings {
     /// The workload label whose values are teams (`team:VALUE` report scopes).
@@ -149,16 +164,23 @@ pub struct ReportSettings {
     pub scope: String,
     /// Period the scheduled report covers.
     pub period_days: u64,
+    /// How often the daemon checks whether a report is due and retries pending file exports.
+    pub check_interval_secs: u64,
+    /// Where each scheduled report is also written as files (every format); unset keeps reports only in
+    /// Postgres. Never created by Headroom: a missing directory (an unmounted volume) is an error that is
+    /// retried on the next check.
+    #[serde(default)]
+    pub directory: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
     pub raw_days: u64,
     pub rollup_days: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PricingSettings {
     pub currency: String,
@@ -167,7 +189,7 @@ pub struct PricingSettings {
 }
 
 /// One Prometheus-compatible endpoint, standing for one cluster.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSettings {
     /// The cluster's name in Headroom; unique.
@@ -186,14 +208,14 @@ pub struct SourceSettings {
     pub queries: QueryOverrides,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
     pub password: SecretRef,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     /// Extra CA bundle (PEM) trusted for this source.
@@ -205,7 +227,7 @@ pub struct TlsSettings {
 }
 
 /// Per-source replacements for the default PromQL, for clusters that relabel or rename.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryOverrides {
     pub cpu_usage: Option<String>,
@@ -277,12 +299,14 @@ impl Settings {
         let settings: Settings = figment.extract().map_err(|e| {
             // figment's message carries the key path ("for key `scrape.interval_secs`"); keep the
             // first error, which is the one a person fixes first.
-            let first = e
-                .into_iter()
-                .next()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            ConfigError::Parse(first)
+            let first = e.into_iter().next();
+            ConfigError::Parse {
+                key: first
+                    .as_ref()
+                    .filter(|e| !e.path.is_empty())
+                    .map(|e| e.path.join(".")),
+                message: first.map(|e| e.to_string()).unwrap_or_default(),
+            }
         })?;
         settings.validate()?;
         Ok(settings)
@@ -353,6 +377,21 @@ impl Settings {
             ));
         }
         positive("reports.period_days", self.reports.period_days)?;
+        positive(
+            "reports.check_interval_secs",
+            self.reports.check_interval_secs,
+        )?;
+        if self
+            .reports
+            .directory
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "reports.directory",
+                "must not be empty (leave it out to keep reports only in the database)",
+            ));
+        }
         let scope = &self.reports.scope;
         if !(scope == "fleet"
             || ["cluster:", "namespace:", "team:"]

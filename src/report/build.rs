@@ -516,7 +516,8 @@ impl Generated {
 }
 
 /// Builds the report of `scope` over `period` ending at `now` and keeps it in the `report` table in every
-/// format; for the daemon's scheduled reports.
+/// format, all in one transaction; for the daemon's scheduled reports. With `reports.directory` set, the
+/// stored reports wait for their file export (`report::export_pending`).
 pub async fn generate_and_store(
     store: &Store,
     settings: &Settings,
@@ -525,21 +526,23 @@ pub async fn generate_and_store(
     now: i64,
 ) -> Result<Generated, ReportError> {
     let data = build(store, settings, scope, period, now).await?;
-    let mut ids = Vec::new();
-    for format in Format::ALL {
-        let content = super::render(&data, format);
-        let id = store
-            .insert_report(
-                &data.scope.to_string(),
-                (data.period_start, data.period_end),
-                format.as_str(),
-                &content,
-                now,
-            )
-            .await?;
-        ids.push((format, id));
-    }
-    Ok(Generated { data, ids })
+    let renderings: Vec<(&str, Vec<u8>)> = Format::ALL
+        .iter()
+        .map(|&f| (f.as_str(), super::render(&data, f)))
+        .collect();
+    let ids = store
+        .insert_report_set(
+            &data.scope.to_string(),
+            (data.period_start, data.period_end),
+            now,
+            &renderings,
+            settings.reports.directory.is_some(),
+        )
+        .await?;
+    Ok(Generated {
+        data,
+        ids: Format::ALL.into_iter().zip(ids).collect(),
+    })
 }
 
 #[cfg(test)]

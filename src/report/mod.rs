@@ -1,11 +1,13 @@
 //! Capacity planning reports: what a scope uses, pays for and will need, what is at risk, what can be
 //! saved and how accurate past forecasts were. `build` gathers a [`ReportData`] through the store (the
 //! shell); everything else renders it (pure: HTML with inline SVG, Markdown, CSV, JSON, a Slack summary).
+//! `export` writes stored reports as files to the configured directory.
 
 mod build;
 pub mod compute;
 mod csv;
 mod data;
+pub mod export;
 mod html;
 mod markdown;
 mod slack;

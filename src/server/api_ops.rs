@@ -51,7 +51,7 @@ pub async fn get_report(
         return Err(ApiError::bad("period", "must be between 1h and 3650d"));
     }
     let format = format_param(&p)?;
-    let data = report::build(&state.store, &state.settings, &scope, period, unix_now())
+    let data = report::build(&state.store, &state.current(), &scope, period, unix_now())
         .await
         .map_err(|e| match e {
             ReportError::EmptyScope(m) => ApiError::bad("scope", m),

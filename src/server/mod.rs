@@ -1,11 +1,13 @@
 //! The daemon: the HTTP API, `/metrics`, and the periodic tasks (scrape, assessment), started together and
-//! stopped together on Ctrl-C or SIGTERM. Every route is listed in `router`.
+//! stopped together on Ctrl-C or SIGTERM; SIGHUP reloads the configuration. Every route is listed in
+//! `router`.
 
 pub mod api;
 mod api_ops;
 mod cache;
 mod dashboard;
 pub mod error;
+mod reload;
 mod results;
 mod tasks;
 
@@ -21,9 +23,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
-use crate::config::{Secret, Settings};
+use crate::config::{Secret, Settings, Sources};
 use crate::domain::unix_now;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -39,7 +41,11 @@ pub struct Triggers {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The configuration as loaded at start-up: what the process bound and opened (listen address,
+    /// database pool, API token). Everything else reads `current()`, which a reload replaces.
     pub settings: Arc<Settings>,
+    /// The running configuration, replaced by a successful reload (SIGHUP); loops subscribe to it.
+    pub live: Arc<watch::Sender<Arc<Settings>>>,
     pub metrics: Arc<Metrics>,
     /// `None`: mutating endpoints are disabled.
     pub api_token: Option<Secret>,
@@ -51,6 +57,7 @@ impl AppState {
         let api_token = settings.server.api_token.resolve("server.api_token")?;
         Ok(Self {
             store,
+            live: Arc::new(watch::Sender::new(Arc::new(settings.clone()))),
             settings: Arc::new(settings),
             metrics: Metrics::new(),
             api_token,
@@ -59,8 +66,15 @@ impl AppState {
     }
 }
 
-/// Runs the daemon until a shutdown signal arrives.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+impl AppState {
+    /// The running configuration (the start-up one until a reload replaces it).
+    pub fn current(&self) -> Arc<Settings> {
+        self.live.borrow().clone()
+    }
+}
+
+/// Runs the daemon until a shutdown signal arrives; SIGHUP reloads the configuration from `sources`.
+pub async fn serve(settings: Settings, sources: Sources) -> anyhow::Result<()> {
     let store = crate::cli::connect(&settings).map_err(|e| match e {
         crate::cli::Failure::BadInput(e) | crate::cli::Failure::Failed(e) => e,
     })?;
@@ -72,10 +86,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("while binding {}", settings.server.listen_addr))?;
     let state = AppState::new(store, settings)?;
+    state.metrics.config_last_reload_success.set(unix_now());
     let app = Application::build(listener, state.clone())?;
     tracing::info!(addr = %app.addr, url = %state.settings.server.public_url, "listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let tasks = tasks::spawn_all(state, stop_rx.clone());
+    let mut tasks = tasks::spawn_all(state.clone(), stop_rx.clone());
+    tasks.push(tokio::spawn(reload::on_sighup(
+        state,
+        sources,
+        stop_rx.clone(),
+    )));
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(app.run_until(async move {
         let _ = http_stop.wait_for(|s| *s).await;

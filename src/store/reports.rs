@@ -349,20 +349,71 @@ impl Store {
         content: &[u8],
         generated_at: i64,
     ) -> Result<i64> {
-        let id = sqlx::query_scalar!(
-            r#"insert into report (scope, period_start, period_end, format, content, generated_at)
-               values ($1, to_timestamp($2), to_timestamp($3), $4, $5, to_timestamp($6))
-               returning id"#,
-            scope,
-            period.0 as f64,
-            period.1 as f64,
-            format,
-            content,
-            generated_at as f64
+        let ids = self
+            .insert_report_set(
+                scope,
+                period,
+                generated_at,
+                &[(format, content.to_vec())],
+                false,
+            )
+            .await?;
+        Ok(ids[0])
+    }
+
+    /// Keeps every format of one generated report in one transaction, so a failure keeps all or none of
+    /// them; `export` marks them for the file export of `reports.directory`. Returns the ids in the order
+    /// of `renderings` (format, content).
+    pub async fn insert_report_set(
+        &self,
+        scope: &str,
+        period: (i64, i64),
+        generated_at: i64,
+        renderings: &[(&str, Vec<u8>)],
+        export: bool,
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(renderings.len());
+        for (format, content) in renderings {
+            let id = sqlx::query_scalar!(
+                r#"insert into report (scope, period_start, period_end, format, content, generated_at, export_pending)
+                   values ($1, to_timestamp($2), to_timestamp($3), $4, $5, to_timestamp($6), $7)
+                   returning id"#,
+                scope,
+                period.0 as f64,
+                period.1 as f64,
+                format,
+                content,
+                generated_at as f64,
+                export
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Ids of the reports whose files are not written yet, oldest first.
+    pub async fn reports_pending_export(&self, limit: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar!(
+            "select id from report where export_pending order by id limit $1",
+            limit
         )
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Clears the pending export of reports whose files are written.
+    pub async fn mark_reports_exported(&self, ids: &[i64]) -> Result<()> {
+        sqlx::query!(
+            "update report set export_pending = false where id = any($1)",
+            ids
+        )
+        .execute(&self.pool)
         .await?;
-        Ok(id)
+        Ok(())
     }
 
     /// One stored report with its content, for download.

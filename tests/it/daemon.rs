@@ -10,7 +10,7 @@ use sqlx::PgPool;
 
 use crate::prom::{TestPrometheus, temp_dir};
 
-fn database_url(pool: &PgPool) -> String {
+pub fn database_url(pool: &PgPool) -> String {
     let db = pool
         .connect_options()
         .get_database()
