@@ -288,6 +288,9 @@ async fn report_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         let settings = state.current();
         state.metrics.report_checks.inc();
+        if settings.reports.interval_secs == 0 && settings.reports.directory.is_none() {
+            continue;
+        }
         let lock = match state.store.try_lock("headroom.report").await {
             Ok(Some(lock)) => lock,
             Ok(None) => continue,

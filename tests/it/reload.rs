@@ -33,11 +33,12 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
     let (dead_a, dead_b) = (free_port(), free_port());
     let dir = temp_dir("reload");
     let config = dir.join("headroom.toml");
-    let write = |listen: &str, interval: u64, source: &str, port: u16| {
+    let write = |listen: &str, filter: &str, interval: u64, source: &str, port: u16| {
         std::fs::write(
             &config,
             format!(
                 "[server]\nlisten_addr = \"{listen}\"\n[database]\nurl = \"{}\"\n\
+                 [telemetry]\nfilter = \"{filter}\"\n\
                  [scrape]\ninterval_secs = {interval}\ntimeout_secs = 1\n\
                  [assess]\ninitial_delay_secs = 86400\n[reports]\ninterval_secs = 0\n\
                  [[sources]]\nname = \"{source}\"\nurl = \"http://127.0.0.1:{port}\"\n",
@@ -46,7 +47,7 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
         )
         .unwrap();
     };
-    write("127.0.0.1:0", 1, "a", dead_a);
+    write("127.0.0.1:0", "info", 1, "a", dead_a);
     let mut daemon = Daemon::start(&config).await;
     daemon
         .wait_metric(&requests("a"), Duration::from_secs(30), |n| n >= 1.0)
@@ -57,7 +58,7 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
         .expect("start-up load time");
 
     // Invalid: a zero interval, along with a new source that must not be picked up.
-    write("127.0.0.1:0", 0, "b", dead_b);
+    write("127.0.0.1:0", "info", 0, "b", dead_b);
     daemon.signal("HUP");
     let refused = daemon
         .wait_log("the refused reload", Duration::from_secs(20), |v| {
@@ -94,18 +95,18 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
     }
     assert_eq!(daemon.metric(&requests("b")).await, None);
 
-    // Valid: source b replaces a at once; the new listen address waits for a restart.
-    write("127.0.0.1:1", 1, "b", dead_b);
+    // Valid: source b replaces a at once, the log filter opens up to debug lines; the new listen
+    // address waits for a restart.
+    let debug_lines = |d: &Daemon| d.logs().iter().filter(|v| v["level"] == "DEBUG").count();
+    assert_eq!(debug_lines(&daemon), 0);
+    write("127.0.0.1:1", "debug", 1, "b", dead_b);
     daemon.signal("HUP");
     let applied = daemon
         .wait_log("the applied reload", Duration::from_secs(20), |v| {
             v["message"] == "configuration reloaded"
         })
         .await;
-    assert!(
-        applied["applied"].as_str().unwrap().contains("sources"),
-        "{applied}"
-    );
+    assert_eq!(applied["applied"], "telemetry.filter, sources", "{applied}");
     assert_eq!(applied["needs_restart"], "server.listen_addr", "{applied}");
     let restart = daemon
         .wait_log("the restart warning", Duration::from_secs(5), |v| {
@@ -117,6 +118,10 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
         .wait_metric(&requests("b"), Duration::from_secs(30), |n| n >= 1.0)
         .await;
     assert_eq!(daemon.metric(RELOADED_OK).await, Some(1.0));
+    assert!(
+        debug_lines(&daemon) > 0,
+        "the new log filter was not applied"
+    );
     assert!(daemon.metric(LAST_RELOAD).await.unwrap() >= loaded_at);
     // Still served on the address bound at start-up.
     assert_eq!(daemon.readyz().await.0, 200);
