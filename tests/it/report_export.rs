@@ -1,6 +1,6 @@
-//! The report directory missing: the daemon's scheduled report stays stored in Postgres, the failed file
-//! export is logged with the path and counted, retried at every check, and written once the directory is
-//! back, with no report generated twice and no file missing or extra.
+//! The report directory missing (or a file in its place): the daemon's scheduled report stays stored in
+//! Postgres, the failed file export is logged with the path and counted, retried at every check, and
+//! written once the directory is back, with no report generated twice and no file missing or extra.
 
 use std::time::Duration;
 
@@ -33,18 +33,40 @@ async fn a_missing_report_directory_keeps_the_report_and_is_retried_until_it_is_
         ),
     )
     .unwrap();
+    // First a file where the directory should be (a volume mounted wrong), then nothing at all.
+    std::fs::write(&out, "not a directory").unwrap();
     let mut daemon = Daemon::start(&config).await;
 
     // Stored, but the files cannot be written: logged with the path, counted, tried again.
-    daemon
+    let errors = daemon
         .wait_metric(ERRORS, Duration::from_secs(120), |n| n >= 2.0)
         .await;
-    let failed = daemon
-        .wait_log("the export error", Duration::from_secs(5), |v| {
-            v["level"] == "ERROR" && v["task"] == "report"
-        })
+    let export_errors = |d: &Daemon| {
+        d.logs()
+            .into_iter()
+            .filter(|v| v["level"] == "ERROR" && v["task"] == "report")
+            .collect::<Vec<_>>()
+    };
+    let failed = export_errors(&daemon);
+    assert_eq!(failed[0]["path"], out.display().to_string(), "{failed:?}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not a directory"),
+        "{failed:?}"
+    );
+    std::fs::remove_file(&out).unwrap();
+    daemon
+        .wait_metric(ERRORS, Duration::from_secs(30), |n| n >= errors + 2.0)
         .await;
-    assert_eq!(failed["path"], out.display().to_string(), "{failed}");
+    let failed = export_errors(&daemon);
+    let last = failed.last().unwrap();
+    assert_eq!(last["path"], out.display().to_string(), "{last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("No such file"),
+        "{last}"
+    );
     let pending: Vec<(i64, bool)> =
         sqlx::query_as("select id, export_pending from report order by id")
             .fetch_all(&pool)
