@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::daemon::database_url;
-use crate::prom::{free_port, temp_dir};
+use crate::prom::temp_dir;
 use crate::serve::Daemon;
 
 const RELOADED_OK: &str = "headroom_config_reloads_total{result=\"ok\"}";
@@ -29,11 +29,10 @@ fn failures_after(logs: &[Value], after: usize, source: &str) -> usize {
 
 #[sqlx::test]
 async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: PgPool) {
-    // Two sources nobody listens on: each scrape fails quickly and is counted per source.
-    let (dead_a, dead_b) = (free_port(), free_port());
+    // Sources point at port 1, which nothing serves: each scrape fails quickly and is counted per source.
     let dir = temp_dir("reload");
     let config = dir.join("headroom.toml");
-    let write = |listen: &str, filter: &str, interval: u64, source: &str, port: u16| {
+    let write = |listen: &str, filter: &str, interval: u64, source: &str| {
         std::fs::write(
             &config,
             format!(
@@ -41,13 +40,13 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
                  [telemetry]\nfilter = \"{filter}\"\n\
                  [scrape]\ninterval_secs = {interval}\ntimeout_secs = 1\n\
                  [assess]\ninitial_delay_secs = 86400\n[reports]\ninterval_secs = 0\n\
-                 [[sources]]\nname = \"{source}\"\nurl = \"http://127.0.0.1:{port}\"\n",
+                 [[sources]]\nname = \"{source}\"\nurl = \"http://127.0.0.1:1\"\n",
                 database_url(&pool)
             ),
         )
         .unwrap();
     };
-    write("127.0.0.1:0", "info", 1, "a", dead_a);
+    write("127.0.0.1:0", "info", 1, "a");
     let mut daemon = Daemon::start(&config).await;
     daemon
         .wait_metric(&requests("a"), Duration::from_secs(30), |n| n >= 1.0)
@@ -58,7 +57,7 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
         .expect("start-up load time");
 
     // Invalid: a zero interval, along with a new source that must not be picked up.
-    write("127.0.0.1:0", "info", 0, "b", dead_b);
+    write("127.0.0.1:0", "info", 0, "b");
     daemon.signal("HUP");
     let refused = daemon
         .wait_log("the refused reload", Duration::from_secs(20), |v| {
@@ -99,7 +98,7 @@ async fn sighup_refuses_an_invalid_configuration_and_applies_a_valid_one(pool: P
     // address waits for a restart.
     let debug_lines = |d: &Daemon| d.logs().iter().filter(|v| v["level"] == "DEBUG").count();
     assert_eq!(debug_lines(&daemon), 0);
-    write("127.0.0.1:1", "debug", 1, "b", dead_b);
+    write("127.0.0.1:1", "debug", 1, "b");
     daemon.signal("HUP");
     let applied = daemon
         .wait_log("the applied reload", Duration::from_secs(20), |v| {
