@@ -67,18 +67,19 @@ impl Design {
         1 + usize::from(self.trend) + 2 * self.daily + 2 * self.weekly
     }
 
-    fn row(&self, t: f64, out: &mut [f64]) {
+    fn row(&self, t: i64, out: &mut [f64]) {
         out[0] = 1.0;
         let mut k = 1;
         if self.trend {
-            out[k] = (t - self.t_end) / self.span;
+            out[k] = (t as f64 - self.t_end) / self.span;
             k += 1;
         }
         for (period, harmonics) in [(DAY, self.daily), (WEEK, self.weekly)] {
             if harmonics == 0 {
                 continue;
             }
-            let a = TAU * t.rem_euclid(period) / period;
+            // Whole seconds: the integer remainder is exactly what `f64::rem_euclid` gave, without fmod.
+            let a = TAU * t.rem_euclid(period as i64) as f64 / period;
             let (s1, c1) = a.sin_cos();
             let (mut s, mut c) = (s1, c1);
             for _ in 0..harmonics {
@@ -115,12 +116,12 @@ fn fourier(
     } else {
         0
     };
-    let time = |i: usize| (t0 + i as i64 * step) as f64;
+    let time = |i: usize| t0 + i as i64 * step;
     let d = Design {
         trend: spec.trend,
         daily,
         weekly,
-        t_end: time(end),
+        t_end: time(end) as f64,
         span: ((end - start) as f64 * step as f64).max(1.0),
     };
     let p = d.width();
@@ -202,16 +203,18 @@ pub fn solve_weighted(
     lambda: f64,
 ) -> Array1<f64> {
     let mut xtx = Array2::<f64>::zeros((p, p));
-    let mut xty = Array1::<f64>::zeros(p);
+    let mut xty = vec![0.0; p];
     {
         let a = xtx.as_slice_mut().expect("a fresh array is contiguous");
-        for (r, x) in rows.chunks_exact(p).enumerate() {
+        // Row by row, each cell summing in row order; the slices let the inner loop run without bounds
+        // checks, in SIMD lanes (the hot spot of an assessment).
+        for (r, (x, &zr)) in rows.chunks_exact(p).zip(z).enumerate() {
             let wi = w.map_or(1.0, |w| w[r]);
-            for i in 0..p {
-                let xi = x[i] * wi;
-                xty[i] += xi * z[r];
-                for j in i..p {
-                    a[i * p + j] += xi * x[j];
+            for (i, (&xv, ty)) in x.iter().zip(xty.iter_mut()).enumerate() {
+                let xi = xv * wi;
+                *ty += xi * zr;
+                for (cell, &xj) in a[i * p + i..(i + 1) * p].iter_mut().zip(&x[i..]) {
+                    *cell += xi * xj;
                 }
             }
         }
@@ -226,7 +229,7 @@ pub fn solve_weighted(
         // A tiny jitter keeps a constant or gap-riddled window positive definite.
         xtx[[i, i]] += 1e-9 * (1.0 + xtx[[i, i]]);
     }
-    cholesky_solve(xtx, xty)
+    cholesky_solve(xtx, Array1::from(xty))
 }
 
 fn cholesky_solve(mut a: Array2<f64>, mut b: Array1<f64>) -> Array1<f64> {
