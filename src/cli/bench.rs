@@ -1,7 +1,9 @@
 //! `headroom bench`: measurements on real and synthetic data (accuracy, quality, speed), never asserted
 //! in tests. Each benchmark lives in its own `bench_*.rs` file; this only dispatches.
 
-use super::{CliResult, Context, bench_api, bench_forecast, bench_ingest, bench_rightsizing};
+use super::{
+    CliResult, Context, bench_api, bench_assess, bench_forecast, bench_ingest, bench_rightsizing,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
@@ -15,6 +17,8 @@ pub enum Bench {
     Exhaustion(bench_forecast::ExhaustionArgs),
     /// Load a simulated cluster into the configured database (and assess it), timing both.
     Seed(bench_api::SeedArgs),
+    /// One full assessment of the configured database: time, stages and peak memory.
+    Assess(bench_assess::AssessArgs),
     /// Scrape ingest speed against a raw binary COPY, and bytes per sample at rest.
     Ingest(bench_ingest::IngestArgs),
 }
@@ -27,5 +31,6 @@ pub fn run(ctx: &Context, which: &Bench) -> CliResult {
         Bench::Exhaustion(a) => bench_forecast::run_exhaustion(a),
         Bench::Ingest(a) => bench_ingest::run(a),
         Bench::Seed(a) => bench_api::run(ctx, a),
+        Bench::Assess(a) => bench_assess::run(ctx, a),
     }
 }

@@ -92,8 +92,15 @@ pub fn run(ctx: &Context, a: &SeedArgs) -> CliResult {
                 .await
                 .context("while assessing")?;
             println!(
-                "assessed {} containers ({} forecasts, {} without enough history) in {:.1} s",
-                report.containers, report.forecasts, report.not_enough_history, report.seconds
+                "assessed {} containers ({} forecasts, {} without enough history) in {:.1} s \
+                 (stages: read {:.1} s, fit {:.1} s, save {:.1} s)",
+                report.containers,
+                report.forecasts,
+                report.not_enough_history,
+                report.seconds,
+                report.read_secs,
+                report.fit_secs,
+                report.save_secs
             );
         }
         Ok(())

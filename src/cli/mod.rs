@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod alert;
 mod bench;
 mod bench_api;
+mod bench_assess;
 mod bench_forecast;
 mod bench_ingest;
 mod bench_rightsizing;

@@ -164,13 +164,18 @@ impl Store {
     /// Up to `limit` containers with id above `after`, with their series.
     pub async fn assess_targets(&self, after: i64, limit: i64) -> Result<Vec<AssessTarget>> {
         let rows = sqlx::query!(
-            r#"select c.id, c.workload_id, w.namespace, w.name as workload,
+            // The page of containers first (primary key order, stopping at the limit), then their series:
+            // grouping the whole join before the limit would read every series for every page.
+            r#"with c as (
+                   select c.id, c.workload_id from container c
+                   where c.id > $1 and exists (select 1 from series s where s.container_id = c.id)
+                   order by c.id
+                   limit $2)
+               select c.id as "id!", c.workload_id as "workload_id!", w.namespace, w.name as workload,
                       array_agg(s.metric) as "metrics!", array_agg(s.id) as "ids!"
-               from container c join series s on s.container_id = c.id join workload w on w.id = c.workload_id
-               where c.id > $1
-               group by c.id, w.id
-               order by c.id
-               limit $2"#,
+               from c join series s on s.container_id = c.id join workload w on w.id = c.workload_id
+               group by c.id, c.workload_id, w.namespace, w.name
+               order by c.id"#,
             after,
             limit
         )
@@ -206,20 +211,45 @@ impl Store {
         computed_at: i64,
     ) -> Result<()> {
         let at = computed_at as f64;
-        for f in results.iter().flat_map(|r| &r.forecasts) {
+        // One statement for the whole batch: the bands travel as three flat arrays, cut back into each
+        // forecast's rows by offset and length.
+        let fs: Vec<&ForecastRow> = results.iter().flat_map(|r| &r.forecasts).collect();
+        if !fs.is_empty() {
+            let mut offsets = Vec::with_capacity(fs.len());
+            let mut lens = Vec::with_capacity(fs.len());
+            let total: usize = fs.iter().map(|f| f.p50.len()).sum();
+            let (mut p50, mut lower, mut upper) = (
+                Vec::with_capacity(total),
+                Vec::with_capacity(total),
+                Vec::with_capacity(total),
+            );
+            for f in &fs {
+                let n = f.p50.len().min(f.lower.len()).min(f.upper.len());
+                offsets.push(p50.len() as i32);
+                lens.push(n as i32);
+                p50.extend_from_slice(&f.p50[..n]);
+                lower.extend_from_slice(&f.lower[..n]);
+                upper.extend_from_slice(&f.upper[..n]);
+            }
             sqlx::query!(
                 r#"insert into forecast (series_id, computed_at, model, backtest_mase, level, start_ts, step_secs, p50, lower, upper)
-                   values ($1, to_timestamp($2), $3, $4, $5, to_timestamp($6), $7, $8, $9, $10)"#,
-                f.series_id,
+                   select s, to_timestamp($1), m, b, l, to_timestamp(st), sp,
+                          ($9::real[])[o + 1 : o + n], ($10::real[])[o + 1 : o + n], ($11::real[])[o + 1 : o + n]
+                   from unnest($2::bigint[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::int[], $8::int[], $12::int[])
+                        as t(s, m, b, l, st, sp, o, n)
+                   order by o"#,
                 at,
-                f.model,
-                f.backtest_mase,
-                f.level,
-                f.start as f64,
-                f.step as i32,
-                &f.p50,
-                &f.lower,
-                &f.upper
+                &fs.iter().map(|f| f.series_id).collect::<Vec<_>>(),
+                &fs.iter().map(|f| f.model.clone()).collect::<Vec<_>>(),
+                &fs.iter().map(|f| f.backtest_mase).collect::<Vec<_>>() as &[Option<f64>],
+                &fs.iter().map(|f| f.level).collect::<Vec<_>>(),
+                &fs.iter().map(|f| f.start as f64).collect::<Vec<_>>(),
+                &fs.iter().map(|f| f.step as i32).collect::<Vec<_>>(),
+                &offsets,
+                &p50,
+                &lower,
+                &upper,
+                &lens
             )
             .execute(&mut **tx)
             .await?;
