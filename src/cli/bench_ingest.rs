@@ -7,13 +7,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use queries::{Target, krr_cycle, replay};
 
 use super::{CliResult, Failure};
 use crate::config::Settings;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceLabels};
 use crate::scrape::{RunOptions, SourceScraper};
-use crate::simulate::{ClusterSpec, simulate};
+use crate::simulate::{Cluster, ClusterSpec, simulate};
 use crate::store::{ConnectOptions, Store};
+
+mod queries;
 
 /// `headroom bench ingest`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +39,15 @@ pub struct IngestArgs {
     /// Directory for the OpenMetrics file and the Prometheus data (removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Queries in flight at once (the scraper's `scrape.max_in_flight`, and the replays').
+    #[arg(long, default_value_t = 4)]
+    pub max_in_flight: usize,
+    /// Length of the steady-state cycle measured after the backfill (the daemon's `scrape.interval_secs`).
+    #[arg(long, default_value_t = 300)]
+    pub cycle_secs: i64,
+    /// Also run a KRR-style cycle (every container's whole history re-read) and print what it costs.
+    #[arg(long)]
+    pub krr: bool,
 }
 
 /// 2024-01-01T00:00:00Z plus the window: a fixed end, so runs are comparable.
@@ -45,6 +57,15 @@ pub fn run(a: &IngestArgs) -> CliResult {
     if a.workloads == 0 || a.days < 1 || !(1..=3_600).contains(&a.step) {
         return Err(Failure::BadInput(anyhow::anyhow!(
             "--workloads must be at least 1, --days at least 1 and --step between 1 and 3600 seconds"
+        )));
+    }
+    if a.max_in_flight == 0
+        || a.cycle_secs < a.step
+        || a.cycle_secs % a.step != 0
+        || a.cycle_secs >= a.days * 86_400
+    {
+        return Err(Failure::BadInput(anyhow::anyhow!(
+            "--max-in-flight must be at least 1, and --cycle-secs a multiple of --step shorter than --days"
         )));
     }
     let dir = a.work_dir.clone().unwrap_or_else(|| {
@@ -114,7 +135,7 @@ fn measure(a: &IngestArgs, dir: &Path) -> CliResult {
     let out = rt.block_on(async {
         let admin = connect(&a.database_url)?;
         admin.create_database(&db).await?;
-        let result = ingest(a, &prom.url, &db).await;
+        let result = ingest(a, &prom, &cluster, &db).await;
         admin.drop_database(&db).await?;
         result
     });
@@ -122,58 +143,248 @@ fn measure(a: &IngestArgs, dir: &Path) -> CliResult {
     out
 }
 
-async fn ingest(a: &IngestArgs, url: &str, db: &str) -> CliResult {
+async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) -> CliResult {
+    let url = &prom.url;
     let mut db_url: reqwest::Url = a.database_url.parse().context("--database-url")?;
     db_url.set_path(db);
     let store = connect(db_url.as_str())?;
     store.migrate().await?;
     let settings = Settings::from_toml(&format!(
-        "[scrape]\nstep_secs = {}\ntimeout_secs = 120\nmax_in_flight = 4\n[[sources]]\nname = \"bench\"\nurl = \"{url}\"\n",
-        a.step
+        "[scrape]\nstep_secs = {}\ntimeout_secs = 600\nmax_in_flight = {}\n[[sources]]\nname = \"bench\"\nurl = \"{url}\"\n",
+        a.step, a.max_in_flight
     ))
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let scraper = SourceScraper::new(
+    let metrics = Metrics::new();
+    let mut scraper = SourceScraper::new(
         &settings.sources[0],
         &settings.scrape,
         store.clone(),
-        Metrics::new(),
+        metrics.clone(),
     )
     .await?;
+    scraper.client.record_requests();
+    let target = Target::new(url)?;
+
+    // The backfill: everything but the last cycle, which is scraped afterwards as a steady-state cycle.
+    let last = END - a.step;
+    let cpu_before = CpuTimes::now(prom.pid(), db);
+    let load_before = load_average();
     let report = scraper
         .run(RunOptions {
-            end: END - a.step,
-            backfill_secs: a.days * 86_400,
+            end: last - a.cycle_secs,
+            backfill_secs: a.days * 86_400 - a.cycle_secs,
             progress: true,
         })
         .await?;
+    let cpu = CpuTimes::now(prom.pid(), db).since(&cpu_before);
+    let load_after = load_average();
     let size = store.sample_storage().await?;
     let scrape_rate = report.samples_written as f64 / report.seconds;
+    let backfill_requests = scraper.client.take_recorded_requests();
+
+    // Prometheus alone serving the same requests, answers read and dropped: the ceiling of any scraper.
+    eprintln!(
+        "replaying the backfill's {} requests",
+        backfill_requests.len()
+    );
+    let ceiling = replay(&target, &backfill_requests, a.max_in_flight, false).await?;
+    // The same requests with Prometheus' own statistics, split into ownership and range queries.
+    let (own_reqs, range_reqs): (Vec<_>, Vec<_>) = backfill_requests
+        .iter()
+        .cloned()
+        .partition(|r| r.path == "api/v1/query");
+    let own_cost = replay(&target, &own_reqs, a.max_in_flight, true).await?;
+    let range_cost = replay(&target, &range_reqs, a.max_in_flight, true).await?;
+
+    // One steady-state cycle from the marks the backfill left.
+    let labels = SourceLabels {
+        source: "bench".into(),
+    };
+    let requests_before = metrics.scrape_requests.get_or_create(&labels).get();
+    let samples_before = metrics.scrape_samples.get_or_create(&labels).get();
+    let cycle_cpu_before = CpuTimes::now(prom.pid(), db);
+    let cycle = scraper
+        .run(RunOptions {
+            end: last,
+            backfill_secs: a.days * 86_400,
+            progress: false,
+        })
+        .await?;
+    let cycle_cpu = CpuTimes::now(prom.pid(), db).since(&cycle_cpu_before);
+    let cycle_requests = scraper.client.take_recorded_requests();
+    let cycle_cost = replay(&target, &cycle_requests, a.max_in_flight, true).await?;
+    let krr = if a.krr {
+        eprintln!("running a KRR-style cycle over every container");
+        let before = CpuTimes::now(prom.pid(), db);
+        let cost = krr_cycle(
+            &target,
+            cluster,
+            last,
+            a.days * 86_400,
+            a.step,
+            a.max_in_flight,
+        )
+        .await?;
+        Some((cost, CpuTimes::now(prom.pid(), db).since(&before)))
+    } else {
+        None
+    };
 
     let rows = store.export_chunk_rows().await?;
+    let stored_samples: i64 = rows.iter().map(|r| i64::from(r.n_samples)).sum();
     store.truncate_samples().await?;
     let t = Instant::now();
     let copied = store.copy_chunk_rows_raw(&rows).await?;
     let copy_secs = t.elapsed().as_secs_f64();
-    let copy_rate = size.samples as f64 / copy_secs;
+    let copy_rate = stored_samples as f64 / copy_secs;
 
     println!("metric,value");
     println!("containers_series,{}", report.series);
     println!("step_secs,{}", a.step);
     println!("days,{}", a.days);
+    println!("max_in_flight,{}", a.max_in_flight);
     println!("queries,{}", report.queries);
     println!("samples_received,{}", report.samples_received);
     println!("samples_stored,{}", report.samples_written);
     println!("scrape_seconds,{:.2}", report.seconds);
     println!("scrape_samples_per_sec,{scrape_rate:.0}");
+    println!(
+        "scrape_received_per_sec,{:.0}",
+        report.samples_received as f64 / report.seconds
+    );
+    println!("decode_seconds,{:.2}", report.decode_seconds);
+    println!("aggregate_seconds,{:.2}", report.aggregate_seconds);
+    println!("write_seconds,{:.2}", report.write_seconds);
+    println!("cpu_seconds_headroom,{:.2}", cpu.own);
+    println!("cpu_seconds_prometheus,{:.2}", cpu.prometheus);
+    println!("cpu_seconds_postgres,{:.2}", cpu.postgres);
+    println!("load_average_before,{load_before}");
+    println!("load_average_after,{load_after}");
+    println!("ceiling_requests,{}", ceiling.queries);
+    println!("ceiling_seconds,{:.2}", ceiling.wall_seconds);
+    println!(
+        "ceiling_received_per_sec,{:.0}",
+        report.samples_received as f64 / ceiling.wall_seconds
+    );
+    println!(
+        "ceiling_stored_per_sec,{:.0}",
+        report.samples_written as f64 / ceiling.wall_seconds
+    );
+    println!(
+        "scrape_vs_ceiling,{:.3}",
+        ceiling.wall_seconds / report.seconds
+    );
+    own_cost.print("backfill_ownership");
+    range_cost.print("backfill_range");
     println!("copy_rows,{copied}");
-    println!("copy_seconds,{copy_secs:.2}");
+    println!("copy_seconds,{copy_secs:.3}");
     println!("copy_samples_per_sec,{copy_rate:.0}");
-    println!("scrape_vs_copy,{:.3}", scrape_rate / copy_rate);
+    println!("scrape_vs_copy,{:.4}", scrape_rate / copy_rate);
+    println!(
+        "ceiling_vs_copy,{:.4}",
+        report.samples_written as f64 / ceiling.wall_seconds / copy_rate
+    );
     println!("chunk_rows,{}", size.rows);
     println!("partitions,{}", size.partitions);
     println!("bytes_at_rest,{}", size.bytes);
     println!("bytes_per_sample,{:.3}", size.bytes_per_sample());
+    println!("cycle_secs,{}", a.cycle_secs);
+    println!("headroom_cycle_seconds,{:.3}", cycle.seconds);
+    println!("headroom_cycle_samples_stored,{}", cycle.samples_written);
+    println!(
+        "headroom_cycle_scrape_requests_total,{}",
+        metrics.scrape_requests.get_or_create(&labels).get() - requests_before
+    );
+    println!(
+        "headroom_cycle_scrape_samples_total,{}",
+        metrics.scrape_samples.get_or_create(&labels).get() - samples_before
+    );
+    println!(
+        "headroom_cycle_prometheus_cpu_seconds,{:.3}",
+        cycle_cpu.prometheus
+    );
+    cycle_cost.print("headroom_cycle");
+    if let Some((cost, cpu)) = krr {
+        println!("krr_cycle_prometheus_cpu_seconds,{:.3}", cpu.prometheus);
+        cost.print("krr_cycle");
+    }
+    println!(
+        "headroom_scrape_requests_total,{}",
+        metrics.scrape_requests.get_or_create(&labels).get()
+    );
+    println!(
+        "headroom_scrape_samples_total,{}",
+        metrics.scrape_samples.get_or_create(&labels).get()
+    );
+    println!(
+        "headroom_scrape_retries_total,{}",
+        metrics.scrape_retries.get_or_create(&labels).get()
+    );
     Ok(())
+}
+
+/// CPU seconds used so far by this process, the Prometheus child and the Postgres backends serving the
+/// scratch database (from `/proc`; Postgres' shared background writers are not counted).
+struct CpuTimes {
+    own: f64,
+    prometheus: f64,
+    postgres: f64,
+}
+
+impl CpuTimes {
+    fn now(prometheus: u32, db: &str) -> Self {
+        let mut postgres = 0.0;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let name = e.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                // A backend's title names its database: "postgres: 15/main: user DB host(port) state".
+                let serves_db = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.starts_with("postgres:") && c.split_whitespace().any(|w| w == db)
+                });
+                if serves_db {
+                    postgres += proc_cpu_seconds(&pid.to_string());
+                }
+            }
+        }
+        Self {
+            own: proc_cpu_seconds("self"),
+            prometheus: proc_cpu_seconds(&prometheus.to_string()),
+            postgres,
+        }
+    }
+
+    fn since(&self, before: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            own: self.own - before.own,
+            prometheus: self.prometheus - before.prometheus,
+            postgres: self.postgres - before.postgres,
+        }
+    }
+}
+
+/// User plus system CPU seconds of a process (`/proc/PID/stat`, in clock ticks of 1/100 s).
+fn proc_cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name may hold spaces; fields are counted after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The one-minute load average, for the record next to every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn connect(url: &str) -> Result<Store, Failure> {
@@ -191,6 +402,10 @@ struct Prometheus {
 }
 
 impl Prometheus {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
         let config = dir.join("prometheus.yml");
         std::fs::write(

@@ -125,11 +125,34 @@ fn container_key(own: &Ownership, s: &Series) -> Option<ContainerKey> {
     })
 }
 
-#[derive(Default, Clone, Copy)]
-struct Acc {
-    sum: f64,
-    n: u32,
-    max: f64,
+/// The points of a group in time order (a stable sort: each pod's points are already sorted, so this is
+/// a merge), as runs of equal timestamps. Cheaper than a map entry per sample.
+fn runs(points: &mut [(i64, f64)]) -> impl Iterator<Item = (i64, &[(i64, f64)])> {
+    points.sort_by_key(|p| p.0);
+    points
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|run| (run[0].0, run))
+}
+
+/// One sample per pod of a pair of values summed per step (restarts and OOM kills; throttled and total
+/// CFS periods).
+type PairPoint = (i64, (f64, f64));
+
+/// Time-ordered points of one series.
+type Points = Vec<(i64, f64)>;
+
+/// Groups the points of `result`'s series by the key `key_of` gives (series without a key are skipped).
+fn group<K: Ord>(
+    result: &QueryResult,
+    mut key_of: impl FnMut(&Series) -> Option<K>,
+) -> BTreeMap<K, Vec<(i64, f64)>> {
+    let mut groups: BTreeMap<K, Vec<(i64, f64)>> = BTreeMap::new();
+    for s in &result.series {
+        if let Some(key) = key_of(s) {
+            groups.entry(key).or_default().extend_from_slice(&s.points);
+        }
+    }
+    groups
 }
 
 /// Usage per replica: the mean over the workload's pods, the max over them, and (for memory) the number of
@@ -140,37 +163,30 @@ pub fn usage(
     resource: &'static str,
     with_replicas: bool,
 ) -> Vec<Aggregated> {
-    let mut groups: BTreeMap<ContainerKey, BTreeMap<i64, Acc>> = BTreeMap::new();
-    for s in &result.series {
-        let Some(key) = container_key(own, s) else {
-            continue;
-        };
-        let g = groups.entry(key).or_default();
-        for &(t, v) in &s.points {
-            let a = g.entry(t).or_insert(Acc {
-                sum: 0.0,
-                n: 0,
-                max: f64::MIN,
-            });
-            a.sum += v;
-            a.n += 1;
-            a.max = a.max.max(v);
-        }
-    }
+    let groups = group(result, |s| container_key(own, s));
     let (mean_metric, max_metric, unit) = match resource {
         "cpu" => ("cpu_usage", "cpu_usage_max", "cores"),
         _ => ("memory_usage", "memory_usage_max", "bytes"),
     };
-    let mut out = Vec::new();
-    for (key, accs) in groups {
-        let mean = accs.iter().map(|(&t, a)| (t, a.sum / a.n as f64)).collect();
-        let max = accs.iter().map(|(&t, a)| (t, a.max)).collect();
+    let mut out = Vec::with_capacity(groups.len() * if with_replicas { 3 } else { 2 });
+    for (key, mut points) in groups {
+        let mut mean = Vec::with_capacity(points.len());
+        let mut max = Vec::with_capacity(points.len());
+        let mut replicas = Vec::new();
+        for (t, run) in runs(&mut points) {
+            let sum: f64 = run.iter().map(|p| p.1).sum();
+            mean.push((t, sum / run.len() as f64));
+            max.push((t, run.iter().map(|p| p.1).fold(f64::MIN, f64::max)));
+            if with_replicas {
+                replicas.push((t, run.len() as f64));
+            }
+        }
         if with_replicas {
             out.push(Aggregated {
                 container: key.clone(),
                 metric: "replicas",
                 unit: "count",
-                points: accs.iter().map(|(&t, a)| (t, a.n as f64)).collect(),
+                points: replicas,
             });
         }
         out.push(Aggregated {
@@ -192,25 +208,17 @@ pub fn usage(
 /// Requests or limits (`kind` is "request" or "limit"): the largest over the workload's pods at each step,
 /// per resource; resources other than cpu and memory are ignored.
 pub fn capacity(own: &Ownership, result: &QueryResult, kind: &'static str) -> Vec<Aggregated> {
-    let mut groups: BTreeMap<(ContainerKey, &'static str), BTreeMap<i64, f64>> = BTreeMap::new();
-    for s in &result.series {
+    let groups = group(result, |s| {
         let resource: &'static str = match s.label("resource") {
             "cpu" => "cpu",
             "memory" => "memory",
-            _ => continue,
+            _ => return None,
         };
-        let Some(key) = container_key(own, s) else {
-            continue;
-        };
-        let g = groups.entry((key, resource)).or_default();
-        for &(t, v) in &s.points {
-            let e = g.entry(t).or_insert(f64::MIN);
-            *e = e.max(v);
-        }
-    }
+        Some((container_key(own, s)?, resource))
+    });
     groups
         .into_iter()
-        .map(|((key, resource), pts)| Aggregated {
+        .map(|((key, resource), mut points)| Aggregated {
             container: key,
             metric: match (resource, kind) {
                 ("cpu", "request") => "cpu_request",
@@ -219,7 +227,9 @@ pub fn capacity(own: &Ownership, result: &QueryResult, kind: &'static str) -> Ve
                 _ => "memory_limit",
             },
             unit: if resource == "cpu" { "cores" } else { "bytes" },
-            points: pts.into_iter().collect(),
+            points: runs(&mut points)
+                .map(|(t, run)| (t, run.iter().map(|p| p.1).fold(f64::MIN, f64::max)))
+                .collect(),
         })
         .collect()
 }
@@ -233,57 +243,75 @@ pub fn restarts(
     oom_flags: &QueryResult,
     from: i64,
 ) -> Vec<Aggregated> {
-    let mut flags: HashMap<(String, String, String), BTreeMap<i64, f64>> = HashMap::new();
+    let mut flags: HashMap<(&str, &str, &str), Points> = HashMap::new();
     for s in &oom_flags.series {
-        let k = (
-            s.label("namespace").into(),
-            s.label("pod").into(),
-            s.label("container").into(),
-        );
-        flags.entry(k).or_default().extend(s.points.iter().copied());
+        let k = (s.label("namespace"), s.label("pod"), s.label("container"));
+        flags.entry(k).or_default().extend_from_slice(&s.points);
     }
-    let mut restarts: BTreeMap<ContainerKey, BTreeMap<i64, f64>> = BTreeMap::new();
-    let mut ooms: BTreeMap<ContainerKey, BTreeMap<i64, f64>> = BTreeMap::new();
+    for f in flags.values_mut() {
+        // Time order; where two series give the same time, the later one counts.
+        f.sort_by_key(|p| p.0);
+        f.reverse();
+        f.dedup_by_key(|p| p.0);
+        f.reverse();
+    }
+    // Per workload container: (time, restarts, of which OOM kills), summed over its pods below.
+    let mut groups: BTreeMap<ContainerKey, Vec<PairPoint>> = BTreeMap::new();
     for s in &counters.series {
         let Some(key) = container_key(own, s) else {
             continue;
         };
-        let flag = flags.get(&(
-            s.label("namespace").into(),
-            s.label("pod").into(),
-            s.label("container").into(),
-        ));
-        let r = restarts.entry(key.clone()).or_default();
-        let o = ooms.entry(key).or_default();
+        let flag: &[(i64, f64)] = flags
+            .get(&(s.label("namespace"), s.label("pod"), s.label("container")))
+            .map_or(&[], Vec::as_slice);
+        let g = groups.entry(key).or_default();
+        // Flags at or before the current time: the counter's points are in time order, so a cursor will do.
+        let mut seen = 0;
         for w in s.points.windows(2) {
             let ((_, prev), (t, v)) = (w[0], w[1]);
+            while seen < flag.len() && flag[seen].0 <= t {
+                seen += 1;
+            }
             if t < from {
                 continue;
             }
             // A counter that went down was reset (a new pod with the same name): all of it is new.
             let inc = if v >= prev { v - prev } else { v };
-            *r.entry(t).or_default() += inc;
-            let oom = flag
-                .and_then(|f| f.range(..=t).next_back())
-                .is_some_and(|(_, &f)| f >= 1.0);
-            *o.entry(t).or_default() += if oom { inc } else { 0.0 };
+            let oom = seen > 0 && flag[seen - 1].1 >= 1.0;
+            g.push((t, (inc, if oom { inc } else { 0.0 })));
         }
     }
-    let mut out = Vec::new();
-    for (metric, groups) in [("restarts", restarts), ("oom_kills", ooms)] {
-        for (key, pts) in groups {
-            if pts.is_empty() {
-                continue;
-            }
-            out.push(Aggregated {
-                container: key,
-                metric,
-                unit: "count",
-                points: pts.into_iter().collect(),
-            });
+    let mut restarts = Vec::new();
+    let mut ooms = Vec::new();
+    for (key, mut pts) in groups {
+        if pts.is_empty() {
+            continue;
         }
+        pts.sort_by_key(|p| p.0);
+        let (r, o): (Points, Points) = pts
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|run| {
+                let t = run[0].0;
+                let r: f64 = run.iter().map(|p| p.1.0).sum();
+                let o: f64 = run.iter().map(|p| p.1.1).sum();
+                ((t, r), (t, o))
+            })
+            .unzip();
+        restarts.push(Aggregated {
+            container: key.clone(),
+            metric: "restarts",
+            unit: "count",
+            points: r,
+        });
+        ooms.push(Aggregated {
+            container: key,
+            metric: "oom_kills",
+            unit: "count",
+            points: o,
+        });
     }
-    out
+    restarts.extend(ooms);
+    restarts
 }
 
 /// The share of CFS periods in which the container was throttled, over the workload's pods.
@@ -292,29 +320,37 @@ pub fn throttling(
     throttled: &QueryResult,
     periods: &QueryResult,
 ) -> Vec<Aggregated> {
-    let mut sums: BTreeMap<ContainerKey, BTreeMap<i64, (f64, f64)>> = BTreeMap::new();
+    // Each point carries (throttled, periods), one of them zero, so one sort lines both up by time.
+    let mut sums: BTreeMap<ContainerKey, Vec<PairPoint>> = BTreeMap::new();
     for (res, is_throttled) in [(throttled, true), (periods, false)] {
         for s in &res.series {
             let Some(key) = container_key(own, s) else {
                 continue;
             };
-            let g = sums.entry(key).or_default();
-            for &(t, v) in &s.points {
-                let e = g.entry(t).or_default();
-                if is_throttled { e.0 += v } else { e.1 += v }
-            }
+            sums.entry(key).or_default().extend(
+                s.points
+                    .iter()
+                    .map(|&(t, v)| (t, if is_throttled { (v, 0.0) } else { (0.0, v) })),
+            );
         }
     }
     sums.into_iter()
-        .map(|(key, pts)| Aggregated {
-            container: key,
-            metric: "cpu_throttled_ratio",
-            unit: "ratio",
-            points: pts
-                .into_iter()
-                .filter(|(_, (_, p))| *p > 0.0)
-                .map(|(t, (th, p))| (t, (th / p).clamp(0.0, 1.0)))
-                .collect(),
+        .map(|(key, mut pts)| {
+            pts.sort_by_key(|p| p.0);
+            let points = pts
+                .chunk_by(|a, b| a.0 == b.0)
+                .filter_map(|run| {
+                    let th: f64 = run.iter().map(|p| p.1.0).sum();
+                    let p: f64 = run.iter().map(|p| p.1.1).sum();
+                    (p > 0.0).then(|| (run[0].0, (th / p).clamp(0.0, 1.0)))
+                })
+                .collect();
+            Aggregated {
+                container: key,
+                metric: "cpu_throttled_ratio",
+                unit: "ratio",
+                points,
+            }
         })
         .filter(|a| !a.points.is_empty())
         .collect()

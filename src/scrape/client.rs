@@ -2,7 +2,8 @@
 //! bounds the queries in flight, and retries with exponential backoff and jitter for failures a retry can
 //! help (timeouts, refused connections, 5xx, 429, truncated or garbage bodies).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -106,6 +107,18 @@ pub struct SourceClient {
     retry: RetryPolicy,
     timeout_secs: u64,
     metrics: Arc<Metrics>,
+    /// Time spent decoding JSON answers, for the ingest benchmark's split of where the time goes.
+    decode_nanos: Arc<AtomicU64>,
+    /// Every request sent, when recording is on (the ingest benchmark replays them to measure how fast
+    /// the source alone serves the same answers).
+    recorded: Option<Arc<Mutex<Vec<RecordedRequest>>>>,
+}
+
+/// A request as it was sent: the API path and its query parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub path: String,
+    pub params: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -179,6 +192,34 @@ impl SourceClient {
             retry,
             timeout_secs,
             metrics,
+            decode_nanos: Arc::default(),
+            recorded: None,
+        })
+    }
+
+    /// Keeps a copy of every request sent from now on (see `recorded_requests`).
+    pub fn record_requests(&mut self) {
+        self.recorded = Some(Arc::default());
+    }
+
+    /// The requests sent since `record_requests` or the previous call, in the order they were sent.
+    pub fn take_recorded_requests(&self) -> Vec<RecordedRequest> {
+        self.recorded
+            .as_ref()
+            .map(|r| std::mem::take(&mut *r.lock().unwrap_or_else(|p| p.into_inner())))
+            .unwrap_or_default()
+    }
+
+    /// Seconds spent decoding JSON answers so far.
+    pub fn decode_seconds(&self) -> f64 {
+        self.decode_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    /// The URL of an API path of this source (for tools that send their own requests).
+    pub fn url(&self, path: &str) -> Result<reqwest::Url, ScrapeError> {
+        self.base.join(path).map_err(|e| ScrapeError::Config {
+            source_name: self.name.clone(),
+            reason: e.to_string(),
         })
     }
 
@@ -240,7 +281,11 @@ impl SourceClient {
         params: &[(&str, String)],
     ) -> Result<QueryResult, ScrapeError> {
         self.get_with_retries(path, params, true, |body| {
-            parse_query_response(body).map_err(|error| self.classify_answer(error))
+            let started = Instant::now();
+            let parsed = parse_query_response(body).map_err(|error| self.classify_answer(error));
+            self.decode_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            parsed
         })
         .await
     }
@@ -311,10 +356,18 @@ impl SourceClient {
         params: &[(&str, String)],
         json: bool,
     ) -> Result<Vec<u8>, ScrapeError> {
-        let url = self.base.join(path).map_err(|e| ScrapeError::Config {
-            source_name: self.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let url = self.url(path)?;
+        if let Some(log) = &self.recorded {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(RecordedRequest {
+                    path: path.to_string(),
+                    params: params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                });
+        }
         let mut req = self.http.get(url).query(params);
         req = match &self.auth {
             Auth::None => req,

@@ -22,7 +22,7 @@ use parse::QueryResult;
 
 use crate::config::{QueryOverrides, ScrapeSettings, SourceSettings};
 use crate::metrics::{Metrics, SourceLabels};
-use crate::store::{ContainerKey, Store, StoreError};
+use crate::store::{CHUNK_SECS, ContainerKey, Store, StoreError};
 
 /// Default PromQL, following what cAdvisor and kube-state-metrics export.
 pub mod defaults {
@@ -125,6 +125,11 @@ pub struct SourceReport {
     pub samples_written: u64,
     pub series: u64,
     pub seconds: f64,
+    /// Time spent decoding answers, aggregating pods into workload containers and storing windows,
+    /// each summed over the concurrent jobs (so together they may exceed `seconds`).
+    pub decode_seconds: f64,
+    pub aggregate_seconds: f64,
+    pub write_seconds: f64,
 }
 
 /// Options of one run.
@@ -233,14 +238,20 @@ impl SourceScraper {
             samples_written: counters.written.load(Ordering::Relaxed),
             series: ids.series.len() as u64,
             seconds: started.elapsed().as_secs_f64(),
+            decode_seconds: self.client.decode_seconds(),
+            aggregate_seconds: counters.aggregate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            write_seconds: counters.write_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         })
     }
 
+    /// One job from `start` to `end`, window after window. The next window is fetched while the current
+    /// one is aggregated and written, so Prometheus, this process and Postgres work at the same time;
+    /// the mark only moves once a window is stored, and windows are stored in order.
     #[allow(clippy::too_many_arguments)]
     async fn run_job(
         &self,
         job: Job,
-        mut start: i64,
+        start: i64,
         end: i64,
         step: i64,
         ids: &tokio::sync::Mutex<IdCache>,
@@ -250,29 +261,41 @@ impl SourceScraper {
         let max_points = self.settings.max_points_per_query as i64;
         // Start small and grow: the first answer tells how many series a window holds.
         let mut points = 60.min(max_points);
-        while start <= end {
-            let window_end = (start + (points - 1) * step).min(end);
-            let fetched = self.fetch_job(job, start, window_end, step, counters).await;
+        let mut window = Window::of(start, points, step, end);
+        let mut fetched = self.fetch_job(job, window, counters).await;
+        loop {
             let (aggregated, series_seen) = match fetched {
                 Ok(v) => v,
                 Err(Error::Source(ScrapeError::TooManySamples { .. })) if points > 2 => {
                     points = (points / 2).max(2);
                     tracing::info!(source = %self.client.name, job = job.name(), points, "window too large for the source; halving");
+                    window = Window::of(window.start, points, step, end);
+                    fetched = self.fetch_job(job, window, counters).await;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            let written = self.store_aggregated(&aggregated, ids).await?;
-            counters.written.fetch_add(written, Ordering::Relaxed);
-            self.store
-                .set_scrape_mark(self.cluster_id, job.name(), window_end)
-                .await?;
-            progress.advance((window_end - start + step) as u64, written);
-            start = window_end + step;
+            let done = window;
+            let store = async {
+                let written = self.store_aggregated(aggregated, ids, counters).await?;
+                counters.written.fetch_add(written, Ordering::Relaxed);
+                self.store
+                    .set_scrape_mark(self.cluster_id, job.name(), done.end)
+                    .await?;
+                progress.advance((done.end - done.start + step) as u64, written);
+                Ok::<(), Error>(())
+            };
+            let next_start = done.end + step;
+            if next_start > end {
+                return store.await;
+            }
             let fit = (SAMPLE_BUDGET / series_seen.max(1)) as i64;
             points = fit.clamp(2, max_points);
+            window = Window::of(next_start, points, step, end);
+            let (stored, next) = tokio::join!(store, self.fetch_job(job, window, counters));
+            stored?;
+            fetched = next;
         }
-        Ok(())
     }
 
     /// Runs the job's queries for one window and aggregates them per workload container. Returns the
@@ -280,13 +303,46 @@ impl SourceScraper {
     async fn fetch_job(
         &self,
         job: Job,
-        start: i64,
-        end: i64,
-        step: i64,
+        w: Window,
         counters: &Counters,
     ) -> Result<(Vec<Aggregated>, u64), Error> {
+        let (own, results) = tokio::try_join!(
+            self.ownership(w, counters),
+            self.fetch_results(job, w, counters)
+        )?;
+        let started = Instant::now();
+        let out = match results {
+            JobResults::One(r) => {
+                let agg = match job {
+                    Job::CpuUsage => aggregate::usage(&own, &r, "cpu", false),
+                    Job::MemoryUsage => aggregate::usage(&own, &r, "memory", true),
+                    Job::Requests => aggregate::capacity(&own, &r, "request"),
+                    _ => aggregate::capacity(&own, &r, "limit"),
+                };
+                (agg, r.series.len() as u64)
+            }
+            JobResults::Two(a, b) => {
+                let n = (a.series.len() + b.series.len()) as u64;
+                let agg = match job {
+                    Job::Restarts => aggregate::restarts(&own, &a, &b, w.start),
+                    _ => aggregate::throttling(&own, &a, &b),
+                };
+                (agg, n)
+            }
+        };
+        counters.add_time(&counters.aggregate_nanos, started);
+        Ok(out)
+    }
+
+    /// The raw answers of one job's queries for one window.
+    async fn fetch_results(
+        &self,
+        job: Job,
+        w: Window,
+        counters: &Counters,
+    ) -> Result<JobResults, Error> {
+        let Window { start, end, step } = w;
         let q = &self.queries;
-        let own = self.ownership(start, end, counters).await?;
         let range = |query: &str, from: i64| {
             let query = query.to_string();
             async move {
@@ -297,67 +353,59 @@ impl SourceScraper {
             }
         };
         Ok(match job {
-            Job::CpuUsage => {
-                let r = range(&q.cpu_usage, start).await?;
-                (
-                    aggregate::usage(&own, &r, "cpu", false),
-                    r.series.len() as u64,
-                )
-            }
-            Job::MemoryUsage => {
-                let r = range(&q.memory_usage, start).await?;
-                (
-                    aggregate::usage(&own, &r, "memory", true),
-                    r.series.len() as u64,
-                )
-            }
-            Job::Requests => {
-                let r = range(&q.requests, start).await?;
-                (
-                    aggregate::capacity(&own, &r, "request"),
-                    r.series.len() as u64,
-                )
-            }
-            Job::Limits => {
-                let r = range(&q.limits, start).await?;
-                (
-                    aggregate::capacity(&own, &r, "limit"),
-                    r.series.len() as u64,
-                )
-            }
+            Job::CpuUsage => JobResults::One(range(&q.cpu_usage, start).await?),
+            Job::MemoryUsage => JobResults::One(range(&q.memory_usage, start).await?),
+            Job::Requests => JobResults::One(range(&q.requests, start).await?),
+            Job::Limits => JobResults::One(range(&q.limits, start).await?),
+            // One step earlier: the first point of each pod is only the counter's baseline.
             Job::Restarts => {
-                // One step earlier: the first point of each pod is only the counter's baseline.
-                let counters_r = range(&q.restarts, start - step).await?;
-                let flags = range(&q.oom_kills, start - step).await?;
-                let n = (counters_r.series.len() + flags.series.len()) as u64;
-                (aggregate::restarts(&own, &counters_r, &flags, start), n)
+                let (counters_r, flags) = tokio::try_join!(
+                    range(&q.restarts, start - step),
+                    range(&q.oom_kills, start - step)
+                )?;
+                JobResults::Two(counters_r, flags)
             }
             Job::Throttling => {
-                let th = range(&q.throttled_periods, start).await?;
-                let pe = range(&q.cfs_periods, start).await?;
-                let n = (th.series.len() + pe.series.len()) as u64;
-                (aggregate::throttling(&own, &th, &pe), n)
+                let (th, pe) = tokio::try_join!(
+                    range(&q.throttled_periods, start),
+                    range(&q.cfs_periods, start)
+                )?;
+                JobResults::Two(th, pe)
             }
         })
     }
 
     /// Ownership of every pod alive during the window (and up to an hour before it, so a pod whose
-    /// kube-state-metrics series started earlier is still known).
-    async fn ownership(
-        &self,
-        start: i64,
-        end: i64,
-        counters: &Counters,
-    ) -> Result<Ownership, Error> {
-        let span = end - start + 3_600;
-        let pods = format!("last_over_time(({})[{span}s:])", self.queries.pod_owner);
-        let rs = format!(
-            "last_over_time(({})[{span}s:])",
-            self.queries.replicaset_owner
-        );
-        counters.queries.fetch_add(2, Ordering::Relaxed);
-        let (p, r) = tokio::try_join!(self.client.query(&pods, end), self.client.query(&rs, end))?;
-        Ok(Ownership::from_results(&p, &r))
+    /// kube-state-metrics series started earlier is still known). Jobs whose windows coincide (every job
+    /// of a steady-state cycle) share one answer. The subquery is evaluated at the scrape step: the range
+    /// queries only see pods at those instants, so finer would cost Prometheus more and find nothing new.
+    async fn ownership(&self, w: Window, counters: &Counters) -> Result<Arc<Ownership>, Error> {
+        let Window { start, end, step } = w;
+        let cell = counters
+            .ownership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(w)
+            .or_default()
+            .clone();
+        let own = cell
+            .get_or_try_init(|| async {
+                let span = end - start + 3_600;
+                let pods = format!(
+                    "last_over_time(({})[{span}s:{step}s])",
+                    self.queries.pod_owner
+                );
+                let rs = format!(
+                    "last_over_time(({})[{span}s:{step}s])",
+                    self.queries.replicaset_owner
+                );
+                counters.queries.fetch_add(2, Ordering::Relaxed);
+                let (p, r) =
+                    tokio::try_join!(self.client.query(&pods, end), self.client.query(&rs, end))?;
+                Ok::<_, Error>(Arc::new(Ownership::from_results(&p, &r)))
+            })
+            .await?;
+        Ok(own.clone())
     }
 
     fn account(&self, r: &QueryResult, counters: &Counters) {
@@ -381,12 +429,14 @@ impl SourceScraper {
     /// Upserts the identities the window introduced, then writes its samples.
     async fn store_aggregated(
         &self,
-        agg: &[Aggregated],
+        agg: Vec<Aggregated>,
         ids: &tokio::sync::Mutex<IdCache>,
+        counters: &Counters,
     ) -> Result<u64, Error> {
         if agg.is_empty() {
             return Ok(0);
         }
+        let started = Instant::now();
         let mut cache = ids.lock().await;
         let mut new_keys: Vec<ContainerKey> = agg
             .iter()
@@ -423,17 +473,49 @@ impl SourceScraper {
             }
         }
         let batch: Vec<(i64, Vec<(i64, f64)>)> = agg
-            .iter()
+            .into_iter()
             .map(|a| {
                 (
                     cache.series[&(cache.containers[&a.container], a.metric)],
-                    a.points.clone(),
+                    a.points,
                 )
             })
             .collect();
         drop(cache);
-        Ok(self.store.write_samples(&batch).await?.samples_written)
+        let written = self.store.write_samples(&batch).await?.samples_written;
+        counters.add_time(&counters.write_nanos, started);
+        Ok(written)
     }
+}
+
+/// The steps `start..=end` one request covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Window {
+    start: i64,
+    end: i64,
+    step: i64,
+}
+
+impl Window {
+    /// At most `points` steps from `start`, capped at `end`. A window that reaches past a chunk boundary
+    /// ends just before the last one it reaches, so that a backfill writes whole chunks (brand-new rows,
+    /// copied in) instead of merging every window's first chunk with the previous one's last.
+    fn of(start: i64, points: i64, step: i64, end: i64) -> Self {
+        let far = (start + (points - 1) * step).min(end);
+        let aligned = (far + step).div_euclid(CHUNK_SECS) * CHUNK_SECS - step;
+        let end = if far < end && aligned >= start {
+            aligned
+        } else {
+            far
+        };
+        Window { start, end, step }
+    }
+}
+
+/// The answers of one job's queries for one window.
+enum JobResults {
+    One(QueryResult),
+    Two(QueryResult, QueryResult),
 }
 
 #[derive(Default)]
@@ -447,6 +529,21 @@ struct Counters {
     queries: AtomicU64,
     received: AtomicU64,
     written: AtomicU64,
+    /// Time spent aggregating pods into workload containers, summed over the jobs.
+    aggregate_nanos: AtomicU64,
+    /// Time spent storing windows (identities, read-merge-write of chunks), summed over the jobs.
+    write_nanos: AtomicU64,
+    /// Ownership per window, fetched once however many jobs ask for it.
+    ownership: std::sync::Mutex<HashMap<Window, Arc<OwnershipCell>>>,
+}
+
+/// The ownership of one window, filled by the first job that needs it while the others wait.
+type OwnershipCell = tokio::sync::OnceCell<Arc<Ownership>>;
+
+impl Counters {
+    fn add_time(&self, counter: &AtomicU64, since: Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// A progress bar on stderr for long backfills: redrawn in place on a terminal, a line every 10 % elsewhere.
@@ -507,5 +604,34 @@ impl Progress {
         if self.enabled && self.tty {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_that_cross_a_chunk_boundary_end_just_before_the_last_one() {
+        let (step, origin) = (300, 100 * CHUNK_SECS);
+        // 80 steps of 5 minutes from an hour into a chunk reach into the next one: cut at its start.
+        let w = Window::of(origin + 3_600, 80, step, origin + 100 * CHUNK_SECS);
+        assert_eq!(w.end, origin + CHUNK_SECS - step);
+        // The next window then starts on a boundary and covers whole chunks.
+        let next = Window::of(w.end + step, 80, step, origin + 100 * CHUNK_SECS);
+        assert_eq!(next.start % CHUNK_SECS, 0);
+        assert_eq!((next.end + step) % CHUNK_SECS, 0);
+    }
+
+    #[test]
+    fn short_windows_and_the_last_window_are_not_cut() {
+        let (step, origin) = (60, 100 * CHUNK_SECS);
+        // Inside one chunk: nothing to align to.
+        let w = Window::of(origin + 60, 10, step, origin + CHUNK_SECS * 10);
+        assert_eq!(w.end, origin + 60 + 9 * step);
+        // Reaching the scrape's end: the end, even past a boundary.
+        let end = origin + CHUNK_SECS + 600;
+        let w = Window::of(origin + 60, 10_000, step, end);
+        assert_eq!(w.end, end);
     }
 }

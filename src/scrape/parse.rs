@@ -55,28 +55,215 @@ struct Envelope {
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `data` of an answer. Deserialized by hand so that the series go straight from the body into their final
+/// form: no intermediate `serde_json::Value`, and no `String` per sample (answers run to millions of them).
 struct Data {
-    #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    series: Vec<Series>,
+    dropped_non_finite: u64,
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(DataVisitor)
+    }
+}
+
+struct DataVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DataVisitor {
+    type Value = Data;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with resultType and result")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
+        use serde::de::Error as _;
+        let mut result_type: Option<String> = None;
+        let mut result: Option<(Vec<Series>, u64)> = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "resultType" => result_type = Some(map.next_value()?),
+                // Prometheus (and the Go servers compatible with it) write resultType first, so a scalar
+                // or string answer is skipped here and reported as such below.
+                "result" if matches!(result_type.as_deref(), None | Some("matrix" | "vector")) => {
+                    let SeriesList(series, dropped) = map.next_value()?;
+                    result = Some((series, dropped));
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let result_type = result_type.ok_or_else(|| A::Error::missing_field("resultType"))?;
+        let (series, dropped_non_finite) = match result {
+            Some(r) => r,
+            None if !matches!(result_type.as_str(), "matrix" | "vector") => (Vec::new(), 0),
+            None => return Err(A::Error::missing_field("result")),
+        };
+        Ok(Data {
+            result_type,
+            series,
+            dropped_non_finite,
+        })
+    }
+}
+
+/// The `result` array: series with their finite samples, and how many samples were not finite.
+struct SeriesList(Vec<Series>, u64);
+
+impl<'de> Deserialize<'de> for SeriesList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SeriesList;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of series")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SeriesList, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut dropped = 0;
+                while let Some(s) = seq.next_element::<RawSeries>()? {
+                    let mut points = s.values.points;
+                    dropped += s.values.dropped;
+                    if let Some(Point(p)) = s.value {
+                        match p {
+                            Some(p) => points.push(p),
+                            None => dropped += 1,
+                        }
+                    }
+                    out.push(Series {
+                        labels: s.metric,
+                        points,
+                    });
+                }
+                Ok(SeriesList(out, dropped))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 #[derive(Deserialize)]
 struct RawSeries {
     metric: BTreeMap<String, String>,
     #[serde(default)]
-    values: Vec<(f64, String)>,
+    values: Points,
+    /// An instant query's one sample (`None` inside when it is not finite).
     #[serde(default)]
-    value: Option<(f64, String)>,
+    value: Option<Point>,
+}
+
+/// The `values` of a range series, finite samples kept in order, the others counted.
+#[derive(Default)]
+struct Points {
+    points: Vec<(i64, f64)>,
+    dropped: u64,
+}
+
+impl<'de> Deserialize<'de> for Points {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Points;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of [timestamp, \"value\"] pairs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Points, A::Error> {
+                let mut out = Points {
+                    points: Vec::with_capacity(seq.size_hint().unwrap_or(0)),
+                    dropped: 0,
+                };
+                while let Some(p) = seq.next_element::<Point>()? {
+                    match p.0 {
+                        Some(p) => out.points.push(p),
+                        None => out.dropped += 1,
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// One `[timestamp, "value"]` pair; `None` when the value is NaN, infinite or a stale marker.
+struct Point(Option<(i64, f64)>);
+
+impl<'de> Deserialize<'de> for Point {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Point;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [timestamp, \"value\"] pair")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Point, A::Error> {
+                use serde::de::Error as _;
+                let ts: f64 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let SampleValue(v) = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(3, &self));
+                }
+                if !ts.is_finite() {
+                    return Err(A::Error::custom(format!("timestamp {ts} is not finite")));
+                }
+                Ok(Point(v.is_finite().then_some((ts.round() as i64, v))))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// A sample value, sent by Prometheus as a string ("0.5", "NaN", "+Inf"), parsed without a copy.
+struct SampleValue(f64);
+
+impl<'de> Deserialize<'de> for SampleValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SampleValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number in a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SampleValue, E> {
+                text.parse()
+                    .map(SampleValue)
+                    .map_err(|_| E::custom(format!("sample value {text:?} is not a number")))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// Parses the body of a query or query_range answer (any HTTP status: Prometheus sends its error JSON with
 /// 4xx and 5xx statuses too).
 pub fn parse_query_response(body: &[u8]) -> Result<QueryResult, ParseError> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| ParseError::NotJson {
-        prefix: String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned(),
-        reason: e.to_string(),
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
+        // A body that is JSON from its first byte but breaks the shape is an answer of the wrong form;
+        // anything else (HTML, a cut-off body) is not JSON at all.
+        if e.is_data() {
+            ParseError::Shape(e.to_string())
+        } else {
+            ParseError::NotJson {
+                prefix: String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned(),
+                reason: e.to_string(),
+            }
+        }
     })?;
     if env.status != "success" {
         return Err(ParseError::Prometheus {
@@ -97,30 +284,10 @@ pub fn parse_query_response(body: &[u8]) -> Result<QueryResult, ParseError> {
             )));
         }
     }
-    let raw: Vec<RawSeries> =
-        serde_json::from_value(data.result).map_err(|e| ParseError::Shape(e.to_string()))?;
-    let mut out = QueryResult::default();
-    for s in raw {
-        let mut points = Vec::with_capacity(s.values.len() + 1);
-        for (ts, text) in s.values.into_iter().chain(s.value) {
-            let v: f64 = text
-                .parse()
-                .map_err(|_| ParseError::Shape(format!("sample value {text:?} is not a number")))?;
-            if !ts.is_finite() {
-                return Err(ParseError::Shape(format!("timestamp {ts} is not finite")));
-            }
-            if v.is_finite() {
-                points.push((ts.round() as i64, v));
-            } else {
-                out.dropped_non_finite += 1;
-            }
-        }
-        out.series.push(Series {
-            labels: s.metric,
-            points,
-        });
-    }
-    Ok(out)
+    Ok(QueryResult {
+        series: data.series,
+        dropped_non_finite: data.dropped_non_finite,
+    })
 }
 
 /// Splits a `/federate` answer by metric name into results shaped like an instant query's, with each

@@ -29,35 +29,15 @@ impl Store {
     /// a batch that brings nothing new writes nothing. Input needs no order; within the batch the last
     /// value for a timestamp wins. Non-finite values are dropped (Prometheus' stale markers and NaNs).
     pub async fn write_samples(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<WriteStats> {
-        let mut chunks: BTreeMap<(i64, i64), BTreeMap<i64, f64>> = BTreeMap::new();
-        for (series_id, points) in batch {
-            for &(ts, v) in points {
-                if v.is_finite() {
-                    chunks
-                        .entry((*series_id, chunk_start(ts)))
-                        .or_default()
-                        .insert(ts, v);
-                }
-            }
-        }
-        if chunks.is_empty() {
+        let incoming = chunks_of(batch);
+        if incoming.is_empty() {
             return Ok(WriteStats::default());
         }
-        let lo = chunks.keys().map(|k| k.1).min().unwrap_or(0);
-        let hi = chunks.keys().map(|k| k.1).max().unwrap_or(0);
+        let lo = incoming.iter().map(|c| c.0.1).min().unwrap_or(0);
+        let hi = incoming.iter().map(|c| c.0.1).max().unwrap_or(0);
         self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
             .await?;
-
-        let incoming: Vec<((i64, i64), Chunk)> = chunks
-            .into_iter()
-            .map(|(key, pts)| {
-                (
-                    key,
-                    Chunk::from_points(&pts.into_iter().collect::<Vec<_>>()),
-                )
-            })
-            .collect();
-        // Two writers creating the same new chunk: the loser's insert finds the row and the whole batch is
+        // Two writers creating the same new chunk: the loser's copy meets the key, and the whole batch is
         // retried as a merge, so neither loses samples.
         for _attempt in 0..5 {
             match self.try_write_chunks(&incoming).await {
@@ -111,19 +91,22 @@ impl Store {
         }
 
         let mut stats = WriteStats::default();
-        let (mut new_ids, mut new_starts, mut new_n, mut new_last, mut new_data) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        // Brand-new chunks go in with one binary COPY, the cheapest way into Postgres; chunks that exist
+        // are merged and rewritten with one update.
+        let mut copy = CopyBuffer::default();
         let (mut upd_ids, mut upd_starts, mut upd_n, mut upd_last, mut upd_data) =
             (vec![], vec![], vec![], vec![], vec![]);
         for (key, chunk) in incoming {
             match stored.get_mut(key) {
                 None => {
                     stats.samples_written += chunk.len() as u64;
-                    new_ids.push(key.0);
-                    new_starts.push(key.1);
-                    new_n.push(chunk.len() as i32);
-                    new_last.push(*chunk.ts.last().unwrap_or(&key.1));
-                    new_data.push(chunk.encode());
+                    copy.row(&ChunkRow {
+                        series_id: key.0,
+                        chunk_start: key.1,
+                        n_samples: chunk.len() as i32,
+                        last_ts: *chunk.ts.last().unwrap_or(&key.1),
+                        data: chunk.encode(),
+                    });
                 }
                 Some(old) => {
                     let before = old.len();
@@ -140,24 +123,22 @@ impl Store {
             }
         }
 
-        if !new_ids.is_empty() {
-            let inserted = sqlx::query_scalar!(
-                r#"insert into sample_chunk (series_id, chunk_start, n_samples, last_ts, data)
-                   select s, to_timestamp(c), n, to_timestamp(l), d
-                   from unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::bytea[]) as t(s, c, n, l, d)
-                   on conflict (series_id, chunk_start) do nothing
-                   returning 1 as "one!""#,
-                &new_ids,
-                &new_starts,
-                &new_n,
-                &new_last,
-                &new_data
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            if inserted.len() != new_ids.len() {
-                tx.rollback().await?;
-                return Ok(None);
+        let new_rows = copy.rows;
+        if new_rows > 0 {
+            let copied = async {
+                let mut c = tx.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
+                c.send(copy.finish()).await?;
+                c.finish().await
+            }
+            .await;
+            match copied {
+                Ok(_) => {}
+                // Another writer created one of these chunks since they were read: merge instead.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         if !upd_ids.is_empty() {
@@ -176,7 +157,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        stats.chunks_written = (new_ids.len() + upd_ids.len()) as u64;
+        stats.chunks_written = new_rows + upd_ids.len() as u64;
         Ok(Some(stats))
     }
 
@@ -289,8 +270,86 @@ fn count_changed(old: &Chunk, new: &Chunk) -> u64 {
     n
 }
 
+/// The batch as chunks, ordered by (series, chunk start) so that concurrent writers lock and insert rows
+/// in the same order. Samples of a series may come in any order and more than once (the last value for a
+/// timestamp wins); non-finite values are dropped (Prometheus' stale markers and NaNs).
+fn chunks_of(batch: &[(i64, Vec<(i64, f64)>)]) -> Vec<((i64, i64), Chunk)> {
+    // Usually each series comes once, in time order: then its points are cut into chunks as they are.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| batch[i].0);
+    let mut out = Vec::new();
+    let mut merged: Vec<(i64, f64)> = Vec::new();
+    for same in order.chunk_by(|&a, &b| batch[a].0 == batch[b].0) {
+        let series_id = batch[same[0]].0;
+        let single = &batch[same[0]].1;
+        let points: &[(i64, f64)] = if same.len() == 1
+            && single.windows(2).all(|w| w[0].0 < w[1].0)
+            && single.iter().all(|p| p.1.is_finite())
+        {
+            single
+        } else {
+            merged.clear();
+            for &i in same {
+                merged.extend(batch[i].1.iter().filter(|p| p.1.is_finite()));
+            }
+            // Stable, so equal timestamps stay in batch order and the last one is kept.
+            merged.sort_by_key(|p| p.0);
+            merged.reverse();
+            merged.dedup_by_key(|p| p.0);
+            merged.reverse();
+            &merged
+        };
+        for run in points.chunk_by(|a, b| chunk_start(a.0) == chunk_start(b.0)) {
+            out.push(((series_id, chunk_start(run[0].0)), Chunk::from_points(run)));
+        }
+    }
+    out
+}
+
+/// `COPY … FROM STDIN (FORMAT binary)` into `sample_chunk`, the columns in the order `CopyBuffer` writes.
+const COPY_SAMPLE_CHUNK: &str = "copy sample_chunk (series_id, chunk_start, n_samples, last_ts, data) from stdin (format binary)";
+
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01), for binary COPY timestamps.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Chunk rows in Postgres' binary COPY format.
+struct CopyBuffer {
+    buf: Vec<u8>,
+    rows: u64,
+}
+
+impl Default for CopyBuffer {
+    fn default() -> Self {
+        let mut buf = Vec::with_capacity(1 << 16);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        Self { buf, rows: 0 }
+    }
+}
+
+impl CopyBuffer {
+    fn row(&mut self, r: &ChunkRow) {
+        self.buf.extend_from_slice(&5i16.to_be_bytes());
+        for field in [
+            &r.series_id.to_be_bytes()[..],
+            &(r.chunk_start * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
+            &r.n_samples.to_be_bytes()[..],
+            &(r.last_ts * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
+            &r.data[..],
+        ] {
+            self.buf
+                .extend_from_slice(&(field.len() as i32).to_be_bytes());
+            self.buf.extend_from_slice(field);
+        }
+        self.rows += 1;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+}
 
 impl Store {
     /// Every stored chunk row (benchmarks only: it reads the whole table).
@@ -326,32 +385,12 @@ impl Store {
     /// Returns the rows copied. Partitions must exist (they do after a scrape of the same window).
     pub async fn copy_chunk_rows_raw(&self, rows: &[ChunkRow]) -> Result<u64> {
         use sqlx::postgres::PgPoolCopyExt;
-        let mut buf =
-            Vec::with_capacity(rows.iter().map(|r| r.data.len() + 60).sum::<usize>() + 32);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
-        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        let mut buf = CopyBuffer::default();
         for r in rows {
-            buf.extend_from_slice(&5i16.to_be_bytes());
-            for field in [
-                &r.series_id.to_be_bytes()[..],
-                &(r.chunk_start * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
-                &r.n_samples.to_be_bytes()[..],
-                &(r.last_ts * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
-                &r.data[..],
-            ] {
-                buf.extend_from_slice(&(field.len() as i32).to_be_bytes());
-                buf.extend_from_slice(field);
-            }
+            buf.row(r);
         }
-        buf.extend_from_slice(&(-1i16).to_be_bytes());
-        let mut copy = self
-            .pool
-            .copy_in_raw(
-                "copy sample_chunk (series_id, chunk_start, n_samples, last_ts, data) from stdin (format binary)",
-            )
-            .await?;
-        copy.send(buf).await?;
+        let mut copy = self.pool.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
+        copy.send(buf.finish()).await?;
         Ok(copy.finish().await?)
     }
 
