@@ -81,6 +81,8 @@ pub struct ServerSettings {
     pub api_token: SecretRef,
     /// Whether read endpoints need the token as well.
     pub protect_reads: bool,
+    /// Memory for rendered workload details (MiB); 0 turns that cache off.
+    pub detail_cache_mib: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

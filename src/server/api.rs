@@ -179,51 +179,6 @@ pub async fn list_at_risk(
     ))
 }
 
-/// `GET /api/v1/workloads/{id}`: per container and resource the current figures, the latest forecast with
-/// its interval, the exhaustion estimates and the recommendation.
-pub async fn get_workload(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(path)?;
-    let workload = state
-        .store
-        .workload(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("workload {id}")))?;
-    let containers = state.store.workload_containers(id).await?;
-    let recs = state
-        .store
-        .current_recommendations(Some(id), f64::MIN, 1_000, 0)
-        .await?;
-    let max_ids: Vec<i64> = containers
-        .iter()
-        .flat_map(|c| ["cpu_usage_max", "memory_usage_max"].map(|m| c.series.get(m).copied()))
-        .flatten()
-        .collect();
-    let exhaustions = state.store.current_exhaustions(&max_ids).await?;
-    let forecasts = state.store.latest_forecasts(&max_ids).await?;
-    let mut out = Vec::new();
-    for c in &containers {
-        let mut resources = BTreeMap::new();
-        for r in Resource::ALL {
-            let peak = c.series.get(&format!("{r}_usage_max")).copied();
-            let forecast = forecasts.iter().find(|f| Some(f.series_id) == peak);
-            resources.insert(
-                r.as_str(),
-                json!({
-                    "series": c.series.iter().filter(|(m, _)| m.starts_with(r.as_str())).collect::<BTreeMap<_, _>>(),
-                    "forecast": forecast,
-                    "exhaustion": exhaustions.iter().filter(|e| Some(e.series_id) == peak).collect::<Vec<_>>(),
-                    "recommendation": recs.iter().find(|x| x.container_id == c.container_id && x.resource == r.as_str()),
-                }),
-            );
-        }
-        out.push(json!({ "id": c.container_id, "name": c.name, "series": c.series, "resources": resources }));
-    }
-    Ok(Json(json!({ "workload": workload, "containers": out })))
-}
-
 /// `GET /api/v1/workloads/{id}/history`: samples of one series of the workload (raw within `max_points`,
 /// otherwise averaged into buckets, keeping each bucket's max as well).
 pub async fn get_workload_history(

@@ -6,6 +6,7 @@ pub mod api;
 mod api_ops;
 mod cache;
 mod dashboard;
+pub mod detail;
 pub mod error;
 mod reload;
 mod results;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// `None`: mutating endpoints are disabled.
     pub api_token: Option<Secret>,
     pub triggers: Arc<Triggers>,
+    /// Rendered workload details, kept in step with the database by `detail::keep_in_sync`.
+    pub details: Arc<detail::DetailCache>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
         let api_token = settings.server.api_token.resolve("server.api_token")?;
         Ok(Self {
             store,
+            details: detail::DetailCache::new(settings.server.detail_cache_mib << 20),
             live: Arc::new(watch::Sender::new(Arc::new(settings.clone()))),
             settings: Arc::new(settings),
             metrics: Metrics::new(),
@@ -146,7 +150,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(get_metrics));
     let api = Router::new()
         // Dashboards and reports: reads.
-        .route("/api/v1/workloads/{id}", get(api::get_workload))
+        .route("/api/v1/workloads/{id}", get(detail::get_workload))
         .route(
             "/api/v1/workloads/{id}/history",
             get(api::get_workload_history),
@@ -225,6 +229,15 @@ async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(stripped) = body.strip_suffix("# EOF\n") {
         body = stripped.to_string();
     }
+    let (entries, bytes) = state.details.usage();
+    body.push_str(&format!(
+        "# HELP headroom_detail_cache_entries Workload details held in memory.\n\
+         # TYPE headroom_detail_cache_entries gauge\n\
+         headroom_detail_cache_entries {entries}\n\
+         # HELP headroom_detail_cache_bytes Memory those details take.\n\
+         # TYPE headroom_detail_cache_bytes gauge\n\
+         headroom_detail_cache_bytes {bytes}\n"
+    ));
     match results::render(&state.store).await {
         Ok(text) => body.push_str(&text),
         Err(e) => tracing::warn!(error = %e, "results missing from /metrics: database unavailable"),

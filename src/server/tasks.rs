@@ -22,6 +22,11 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle
         tokio::spawn(assess_loop(state.clone(), stop.clone())),
         tokio::spawn(alert_delivery_loop(state.clone(), stop.clone())),
         tokio::spawn(report_loop(state.clone(), stop.clone())),
+        tokio::spawn(super::detail::keep_in_sync(
+            Arc::clone(&state.details),
+            state.store.clone(),
+            stop.clone(),
+        )),
         tokio::spawn(retention_loop(state, stop)),
     ]
 }

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod assess;
+mod changes;
 mod claims;
 pub mod codec;
 mod inventory;
@@ -25,6 +26,7 @@ pub use alerts::{AlertRound, ClaimedMessage, Completion, FactWindows, NewSilence
 pub use assess::{
     AssessTarget, ContainerResult, ExhaustionRow, ForecastRow, RecommendationRow, ResourceNow,
 };
+pub use changes::{DetailChange, DetailChanges};
 pub use claims::Claim;
 pub use inventory::{ContainerKey, WorkloadKey};
 pub use locks::LockGuard;

@@ -5,7 +5,7 @@ use axum::http::{Request, StatusCode};
 use headroom::assess::{self, AssessOptions};
 use headroom::config::Settings;
 use headroom::server::{AppState, router};
-use headroom::store::{ConnectOptions, Store};
+use headroom::store::{ConnectOptions, ContainerKey, Store, WorkloadKey};
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -211,4 +211,130 @@ async fn a_database_outage_is_a_503_and_the_process_stays_up() {
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
     }
     assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
+}
+
+/// Waits until this replica's detail cache has applied every change committed before the call.
+async fn caught_up(state: &AppState) {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        state.details.caught_up(),
+    )
+    .await
+    .expect("the detail cache never received its heartbeat back");
+}
+
+#[sqlx::test]
+async fn a_cached_detail_is_replaced_once_a_new_assessment_or_container_commits(pool: PgPool) {
+    let (store, _) = seeded(&pool, 11, 8).await;
+    let settings = Settings::from_toml("").unwrap();
+    let opts = AssessOptions::from_settings(&settings).unwrap();
+    assess::run(&store, &opts, END - 86_400).await.unwrap();
+    let state = AppState::new(store.clone(), settings).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sync = tokio::spawn(headroom::server::detail::keep_in_sync(
+        state.details.clone(),
+        store.clone(),
+        stopped,
+    ));
+    let app = router(state.clone());
+    caught_up(&state).await;
+    let (_, body) = call(&app, "GET", "/api/v1/workloads?sort=name&per_page=1", None).await;
+    let id = json(&body)["workloads"][0]["id"].as_i64().unwrap();
+    let uri = format!("/api/v1/workloads/{id}");
+
+    let (s, first) = call(&app, "GET", &uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(state.details.usage().0, 1, "the detail is kept");
+    assert_eq!(call(&app, "GET", &uri, None).await.1, first);
+    let old = json(&first);
+    assert_eq!(old["workload"]["assessed_at"], END - 86_400);
+    let mem = &old["containers"][0]["resources"]["memory"];
+    assert_eq!(mem["forecast"]["computed_at"], END - 86_400, "{mem}");
+
+    // Unknown workloads and bad ids are still answered, and nothing is kept for them.
+    let (s, body) = call(&app, "GET", "/api/v1/workloads/999999", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    let (s, body) = call(&app, "GET", "/api/v1/workloads/0", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(json(&body)["error"]["parameter"], "id");
+    assert_eq!(state.details.usage().0, 1);
+
+    // A new assessment commits: once this replica has caught up, the detail shows it.
+    assess::run(&store, &opts, END).await.unwrap();
+    caught_up(&state).await;
+    let (s, second) = call(&app, "GET", &uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    let new = json(&second);
+    assert_eq!(new["workload"]["assessed_at"], END, "{}", new["workload"]);
+    for c in new["containers"].as_array().unwrap() {
+        for r in ["cpu", "memory"] {
+            let res = &c["resources"][r];
+            assert_eq!(res["forecast"]["computed_at"], END, "{res}");
+            assert_eq!(res["recommendation"]["computed_at"], END, "{res}");
+            for e in res["exhaustion"].as_array().unwrap() {
+                assert_eq!(e["computed_at"], END, "{e}");
+            }
+        }
+    }
+
+    // A scrape that only sees the same containers again does not touch the detail; a new container does.
+    let w = &new["workload"];
+    let key = |container: &str| ContainerKey {
+        workload: WorkloadKey {
+            namespace: w["namespace"].as_str().unwrap().into(),
+            kind: w["kind"].as_str().unwrap().into(),
+            name: w["name"].as_str().unwrap().into(),
+        },
+        container: container.into(),
+    };
+    let cluster = store
+        .upsert_cluster(w["cluster"].as_str().unwrap())
+        .await
+        .unwrap();
+    let existing = new["containers"][0]["name"].as_str().unwrap();
+    store
+        .upsert_containers(cluster, &[key(existing)], END + 600)
+        .await
+        .unwrap();
+    caught_up(&state).await;
+    assert_eq!(call(&app, "GET", &uri, None).await.1, second);
+    store
+        .upsert_containers(cluster, &[key("sidecar-added-later")], END + 600)
+        .await
+        .unwrap();
+    caught_up(&state).await;
+    let (_, third) = call(&app, "GET", &uri, None).await;
+    let names: Vec<String> = json(&third)["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "sidecar-added-later"),
+        "{names:?}"
+    );
+
+    // A client holding the current copy gets a 304 without a body.
+    let resp = app
+        .clone()
+        .oneshot(Request::builder().uri(&uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let etag = resp.headers()["etag"].clone();
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(&uri)
+                .header("if-none-match", etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+
+    stop.send(true).unwrap();
+    sync.await.unwrap();
 }
