@@ -206,10 +206,38 @@ pub fn solve_weighted(
     let mut xty = vec![0.0; p];
     {
         let a = xtx.as_slice_mut().expect("a fresh array is contiguous");
-        // Row by row, each cell summing in row order; the slices let the inner loop run without bounds
-        // checks, in SIMD lanes (the hot spot of an assessment).
-        for (r, (x, &zr)) in rows.chunks_exact(p).zip(z).enumerate() {
-            let wi = w.map_or(1.0, |w| w[r]);
+        // Each cell sums its products in row order, as a plain loop would, but four rows at a time so
+        // the cell stays in a register across them, and over slices so the inner loop has no bounds
+        // checks (this is the hot spot of an assessment).
+        let weight = |r: usize| w.map_or(1.0, |w| w[r]);
+        let quads = rows.len() / p / 4;
+        for q in 0..quads {
+            let r = 4 * q;
+            let xs: [&[f64]; 4] = std::array::from_fn(|k| &rows[(r + k) * p..(r + k + 1) * p]);
+            let ws: [f64; 4] = std::array::from_fn(|k| weight(r + k));
+            for i in 0..p {
+                let xi: [f64; 4] = std::array::from_fn(|k| xs[k][i] * ws[k]);
+                for k in 0..4 {
+                    xty[i] += xi[k] * z[r + k];
+                }
+                let cells = a[i * p + i..(i + 1) * p].iter_mut();
+                let tails = cells
+                    .zip(&xs[0][i..])
+                    .zip(&xs[1][i..])
+                    .zip(&xs[2][i..])
+                    .zip(&xs[3][i..]);
+                for ((((cell, &x0), &x1), &x2), &x3) in tails {
+                    let mut c = *cell;
+                    c += xi[0] * x0;
+                    c += xi[1] * x1;
+                    c += xi[2] * x2;
+                    c += xi[3] * x3;
+                    *cell = c;
+                }
+            }
+        }
+        for (r, (x, &zr)) in rows.chunks_exact(p).zip(z).enumerate().skip(4 * quads) {
+            let wi = weight(r);
             for (i, (&xv, ty)) in x.iter().zip(xty.iter_mut()).enumerate() {
                 let xi = xv * wi;
                 *ty += xi * zr;
