@@ -288,7 +288,10 @@ async fn listen(cache: Arc<DetailCache>, store: Store, mut stop: watch::Receiver
                 Err(e) => {
                     tracing::warn!(task = "detail_cache", error = %e, "listening for detail changes failed; listening again");
                     cache.clear();
-                    break;
+                    tokio::select! {
+                        _ = stopped(&mut stop) => return,
+                        _ = tokio::time::sleep(RECONNECT_DELAY) => break,
+                    }
                 }
             }
         }

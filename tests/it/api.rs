@@ -338,3 +338,42 @@ async fn a_cached_detail_is_replaced_once_a_new_assessment_or_container_commits(
     stop.send(true).unwrap();
     sync.await.unwrap();
 }
+
+#[sqlx::test]
+async fn a_lost_listening_connection_empties_the_detail_cache(pool: PgPool) {
+    let app_state = {
+        let (store, _) = seeded(&pool, 3, 4).await;
+        let settings = Settings::from_toml("").unwrap();
+        let opts = AssessOptions::from_settings(&settings).unwrap();
+        assess::run(&store, &opts, END).await.unwrap();
+        AppState::new(store, settings).unwrap()
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sync = tokio::spawn(headroom::server::detail::keep_in_sync(
+        app_state.details.clone(),
+        app_state.store.clone(),
+        stopped,
+    ));
+    let app = router(app_state.clone());
+    caught_up(&app_state).await;
+    let (_, body) = call(&app, "GET", "/api/v1/workloads?per_page=1", None).await;
+    let id = json(&body)["workloads"][0]["id"].as_i64().unwrap();
+    let (s, _) = call(&app, "GET", &format!("/api/v1/workloads/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(app_state.details.usage().0, 1);
+    // Changes committed while the connection is down are never announced: everything kept goes.
+    let killed: i64 = sqlx::query_scalar(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity
+         where datname = current_database() and query ilike 'listen%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1);
+    caught_up(&app_state).await;
+    assert_eq!(app_state.details.usage().0, 0);
+    let (s, _) = call(&app, "GET", &format!("/api/v1/workloads/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    stop.send(true).unwrap();
+    sync.await.unwrap();
+}
