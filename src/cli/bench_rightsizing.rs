@@ -29,6 +29,9 @@ pub struct Args {
     /// is left are held out in their place. For choosing a policy's knobs without seeing the test days.
     #[arg(long)]
     pub validation: bool,
+    /// Write each policy's per-series scores (request, held-out samples, slack, samples above) to this CSV.
+    #[arg(long)]
+    pub per_series: Option<PathBuf>,
     /// Write the trade-off plot (the policy's quantile swept, and KRR's) to this SVG file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -73,14 +76,36 @@ pub fn run(args: &Args) -> CliResult {
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut names = vec![policy.name.clone()];
     names.extend(BASELINES.iter().map(|s| s.to_string()));
+    let mut per_series = String::from(
+        "policy,series_id,resource,request,limit,samples,slack,above_request,above_limit\n",
+    );
     for (i, name) in names.iter().enumerate() {
         let p = if i == 0 {
             policy.clone()
         } else {
             Policy::load(name).map_err(|e| bad(e.to_string()))?
         };
-        let c = evaluate::evaluate(&cpu, &p, eval_secs);
-        let m = evaluate::evaluate(&memory, &p, eval_secs);
+        let cs = evaluate::evaluate_series(&cpu, &p, eval_secs);
+        let ms = evaluate::evaluate_series(&memory, &p, eval_secs);
+        for (resource, scores) in [(Resource::Cpu, &cs), (Resource::Memory, &ms)] {
+            for s in scores {
+                let num = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+                let _ = writeln!(
+                    per_series,
+                    "{},{},{},{},{},{},{:.4},{},{}",
+                    p.name,
+                    s.id,
+                    resource.as_str(),
+                    num(s.request),
+                    num(s.limit),
+                    s.samples,
+                    s.slack,
+                    s.above_request,
+                    s.above_limit
+                );
+            }
+        }
+        let (c, m) = (evaluate::aggregate(&cs), evaluate::aggregate(&ms));
         println!(
             "| {} | {:.1} % | {:.2} % | {} of {} | {:.1} % | {:.3} % ({} samples) | {} of {} | {:.2} % | {}/{} |",
             p.name,
@@ -97,6 +122,10 @@ pub fn run(args: &Args) -> CliResult {
             c.declined,
             m.declined
         );
+    }
+    if let Some(path) = &args.per_series {
+        std::fs::write(path, per_series)
+            .map_err(|e| anyhow::anyhow!(e).context(format!("while writing {}", path.display())))?;
     }
     if args.by_dataset {
         let mut datasets: Vec<&str> = cpu

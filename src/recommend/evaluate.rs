@@ -57,10 +57,31 @@ pub fn split(points: &[Point], eval_secs: i64) -> (&[Point], &[Point]) {
     points.split_at(n)
 }
 
-/// Scores `policy` on `series` (all of one resource), holding out the last `eval_secs` of each.
-pub fn evaluate(series: &[Recorded<'_>], policy: &Policy, eval_secs: i64) -> Score {
-    let mut score = Score::default();
-    let mut limit_series = 0usize;
+/// How one policy did on one series: its recommendation and what the held-out samples did with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesScore {
+    pub id: String,
+    /// `None`: the policy declined (not enough history).
+    pub request: Option<f64>,
+    pub limit: Option<f64>,
+    /// Held-out samples.
+    pub samples: usize,
+    /// Mean unused share of the request over the held-out samples.
+    pub slack: f64,
+    /// As `slack`, against the limit (no limit: `None`).
+    pub limit_slack: Option<f64>,
+    pub above_request: usize,
+    pub above_limit: usize,
+}
+
+/// Scores `policy` on each of `series`, holding out the last `eval_secs` of each; series with no
+/// held-out samples or no history are left out.
+pub fn evaluate_series(
+    series: &[Recorded<'_>],
+    policy: &Policy,
+    eval_secs: i64,
+) -> Vec<SeriesScore> {
+    let mut out = Vec::new();
     for s in series {
         let (train, test) = split(s.points, eval_secs);
         if test.is_empty() || train.is_empty() {
@@ -69,12 +90,6 @@ pub fn evaluate(series: &[Recorded<'_>], policy: &Policy, eval_secs: i64) -> Sco
         let mut h = History::new(s.resource, s.unit, train);
         h.growth_ratio = super::policy_growth(policy, s.resource, train);
         let rec = recommend(&h, policy, None);
-        let Some(request) = rec.request else {
-            score.declined += 1;
-            continue;
-        };
-        score.series += 1;
-        score.samples += test.len();
         let n = test.len() as f64;
         let unused = |cap: f64| {
             if cap > 0.0 {
@@ -83,16 +98,45 @@ pub fn evaluate(series: &[Recorded<'_>], policy: &Policy, eval_secs: i64) -> Sco
                 0.0
             }
         };
-        score.slack += unused(request);
-        let above = test.iter().filter(|p| p.1 > request).count();
-        score.above_request += above;
-        score.series_above_request += usize::from(above > 0);
-        if let Some(limit) = rec.limit {
+        let above = |cap: Option<f64>| cap.map_or(0, |c| test.iter().filter(|p| p.1 > c).count());
+        out.push(SeriesScore {
+            id: s.id.to_string(),
+            request: rec.request,
+            limit: rec.limit,
+            samples: test.len(),
+            slack: rec.request.map_or(0.0, unused),
+            limit_slack: rec.limit.map(unused),
+            above_request: above(rec.request),
+            above_limit: above(rec.limit),
+        });
+    }
+    out
+}
+
+/// Scores `policy` on `series` (all of one resource), holding out the last `eval_secs` of each.
+pub fn evaluate(series: &[Recorded<'_>], policy: &Policy, eval_secs: i64) -> Score {
+    aggregate(&evaluate_series(series, policy, eval_secs))
+}
+
+/// Pools per-series scores: slack averaged over series, samples above counted over all samples.
+pub fn aggregate(scores: &[SeriesScore]) -> Score {
+    let mut score = Score::default();
+    let mut limit_series = 0usize;
+    for s in scores {
+        if s.request.is_none() {
+            score.declined += 1;
+            continue;
+        }
+        score.series += 1;
+        score.samples += s.samples;
+        score.slack += s.slack;
+        score.above_request += s.above_request;
+        score.series_above_request += usize::from(s.above_request > 0);
+        if let Some(l) = s.limit_slack {
             limit_series += 1;
-            score.limit_slack += unused(limit);
-            let above = test.iter().filter(|p| p.1 > limit).count();
-            score.above_limit += above;
-            score.series_above_limit += usize::from(above > 0);
+            score.limit_slack += l;
+            score.above_limit += s.above_limit;
+            score.series_above_limit += usize::from(s.above_limit > 0);
         }
     }
     score.slack /= score.series.max(1) as f64;
@@ -106,6 +150,15 @@ mod tests {
 
     fn flat(days: i64, value: f64) -> Vec<(i64, f64)> {
         (0..days * 24).map(|h| (h * 3600, value)).collect()
+    }
+
+    fn cpu(points: &[(i64, f64)]) -> Recorded<'_> {
+        Recorded {
+            id: "s",
+            resource: Resource::Cpu,
+            unit: Unit::Unknown,
+            points,
+        }
     }
 
     #[test]
@@ -133,12 +186,7 @@ mod tests {
             p.1 = 2.0;
         }
         let policy = Policy::load("krr").unwrap();
-        let rec = Recorded {
-            id: "s",
-            resource: Resource::Cpu,
-            unit: Unit::Unknown,
-            points: &pts,
-        };
+        let rec = cpu(&pts);
         let score = evaluate(&[rec], &policy, 7 * 86_400);
         assert_eq!(score.series, 1);
         assert_eq!(score.above_request, 24);
@@ -151,14 +199,22 @@ mod tests {
         let pts = flat(20, 1.0);
         let mut policy = Policy::load("krr").unwrap();
         policy.cpu.margin_ratio = 1.0;
-        let rec = Recorded {
-            id: "s",
-            resource: Resource::Cpu,
-            unit: Unit::Unknown,
-            points: &pts,
-        };
+        let rec = cpu(&pts);
         let score = evaluate(&[rec], &policy, 7 * 86_400);
         assert!((score.slack - 0.5).abs() < 1e-12, "slack {}", score.slack);
         assert_eq!(score.above_request, 0);
+    }
+
+    #[test]
+    fn evaluate_counts_a_declined_series_in_no_other_field() {
+        // Ten hours: balanced needs twelve, so the five hours of history before the split are declined.
+        let pts: Vec<(i64, f64)> = (0..120).map(|i| (i * 300, 1.0)).collect();
+        let policy = Policy::load("balanced").unwrap();
+        let rec = cpu(&pts);
+        let per_series = evaluate_series(&[rec], &policy, 7 * 86_400);
+        assert_eq!(per_series.len(), 1);
+        assert_eq!(per_series[0].request, None);
+        let score = aggregate(&per_series);
+        assert_eq!((score.declined, score.series, score.samples), (1, 0, 0));
     }
 }
