@@ -48,6 +48,10 @@ pub struct IngestArgs {
     /// Also run a KRR-style cycle (every container's whole history re-read) and print what it costs.
     #[arg(long)]
     pub krr: bool,
+    /// Replay the backfill's requests once more with Prometheus' query statistics, to split its cost
+    /// between ownership and range queries (as long again as the ceiling replay).
+    #[arg(long)]
+    pub split_costs: bool,
 }
 
 /// 2024-01-01T00:00:00Z plus the window: a fixed end, so runs are comparable.
@@ -189,12 +193,18 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     );
     let ceiling = replay(&target, &backfill_requests, a.max_in_flight, false).await?;
     // The same requests with Prometheus' own statistics, split into ownership and range queries.
-    let (own_reqs, range_reqs): (Vec<_>, Vec<_>) = backfill_requests
-        .iter()
-        .cloned()
-        .partition(|r| r.path == "api/v1/query");
-    let own_cost = replay(&target, &own_reqs, a.max_in_flight, true).await?;
-    let range_cost = replay(&target, &range_reqs, a.max_in_flight, true).await?;
+    let split = if a.split_costs {
+        let (own_reqs, range_reqs): (Vec<_>, Vec<_>) = backfill_requests
+            .iter()
+            .cloned()
+            .partition(|r| r.path == "api/v1/query");
+        Some((
+            replay(&target, &own_reqs, a.max_in_flight, true).await?,
+            replay(&target, &range_reqs, a.max_in_flight, true).await?,
+        ))
+    } else {
+        None
+    };
 
     // One steady-state cycle from the marks the backfill left.
     let labels = SourceLabels {
@@ -274,8 +284,10 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
         "scrape_vs_ceiling,{:.3}",
         ceiling.wall_seconds / report.seconds
     );
-    own_cost.print("backfill_ownership");
-    range_cost.print("backfill_range");
+    if let Some((own_cost, range_cost)) = split {
+        own_cost.print("backfill_ownership");
+        range_cost.print("backfill_range");
+    }
     println!("copy_rows,{copied}");
     println!("copy_seconds,{copy_secs:.3}");
     println!("copy_samples_per_sec,{copy_rate:.0}");

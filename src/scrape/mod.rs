@@ -289,8 +289,12 @@ impl SourceScraper {
             if next_start > end {
                 return store.await;
             }
-            let fit = (SAMPLE_BUDGET / series_seen.max(1)) as i64;
-            points = fit.clamp(2, max_points);
+            // An empty window (before the history begins) says nothing about the next one: grow
+            // step by step instead of jumping to the largest window at once.
+            points = match SAMPLE_BUDGET.checked_div(series_seen) {
+                Some(fit) => (fit as i64).clamp(2, max_points),
+                None => (points * 2).min(max_points),
+            };
             window = Window::of(next_start, points, step, end);
             let (stored, next) = tokio::join!(store, self.fetch_job(job, window, counters));
             stored?;
@@ -500,10 +504,12 @@ impl Window {
     /// At most `points` steps from `start`, capped at `end`. A window that reaches past a chunk boundary
     /// ends just before the last one it reaches, so that a backfill writes whole chunks (brand-new rows,
     /// copied in) instead of merging every window's first chunk with the previous one's last.
+    /// The cut never takes more than half the window: a window starting just before a boundary keeps
+    /// its size (a one-step window would tell nothing about how many series the next one holds).
     fn of(start: i64, points: i64, step: i64, end: i64) -> Self {
         let far = (start + (points - 1) * step).min(end);
         let aligned = (far + step).div_euclid(CHUNK_SECS) * CHUNK_SECS - step;
-        let end = if far < end && aligned >= start {
+        let end = if far < end && aligned - start >= (far - start) / 2 {
             aligned
         } else {
             far
@@ -621,6 +627,13 @@ mod tests {
         let next = Window::of(w.end + step, 80, step, origin + 100 * CHUNK_SECS);
         assert_eq!(next.start % CHUNK_SECS, 0);
         assert_eq!((next.end + step) % CHUNK_SECS, 0);
+    }
+
+    #[test]
+    fn a_window_starting_just_before_a_boundary_is_not_cut_to_nothing() {
+        let (step, origin) = (300, 100 * CHUNK_SECS);
+        let w = Window::of(origin - step, 60, step, origin + 100 * CHUNK_SECS);
+        assert_eq!(w.end, origin - step + 59 * step);
     }
 
     #[test]
