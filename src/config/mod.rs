@@ -321,6 +321,12 @@ impl Settings {
             .map_err(|e| ConfigError::invalid("server.listen_addr", e.to_string()))?;
         check_url("server.public_url", &self.server.public_url)?;
         self.server.api_token.check("server.api_token")?;
+        if self.server.protect_reads && matches!(self.server.api_token, SecretRef::Empty) {
+            return Err(ConfigError::invalid(
+                "server.protect_reads",
+                "needs server.api_token: reads would be refused to everyone",
+            ));
+        }
         self.database.url.check("database.url")?;
         positive(
             "database.max_connections",

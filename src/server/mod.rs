@@ -147,7 +147,8 @@ pub fn router(state: AppState) -> Router {
     let probes = Router::new()
         .route("/healthz", get(get_healthz))
         .route("/readyz", get(get_readyz))
-        .route("/metrics", get(get_metrics));
+        .route("/metrics", get(get_metrics))
+        .route("/api/v1/openapi.json", get(get_openapi));
     let api = Router::new()
         // Dashboards and reports: reads.
         .route("/api/v1/workloads/{id}", get(detail::get_workload))
@@ -160,7 +161,6 @@ pub fn router(state: AppState) -> Router {
             get(api::get_forecast_history),
         )
         .route("/api/v1/patches", get(api::get_patches))
-        .route("/api/v1/openapi.json", get(get_openapi))
         // Capacity planners: reports.
         .route("/api/v1/report", get(api_ops::get_report))
         .route("/api/v1/reports", get(api_ops::list_reports))
@@ -189,12 +189,34 @@ pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(dashboard::get_index))
         .route("/workloads/{id}", get(dashboard::get_workload_page));
-    probes
-        .merge(api)
+    // With `server.protect_reads`, everything but the probes, `/metrics` and the API's own description
+    // needs the bearer token; the check runs before any cached answer is served.
+    let guarded = api
         .merge(lists)
         .merge(pages)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_reads,
+        ));
+    probes
+        .merge(guarded)
         .fallback(|| async { error::ApiError::NotFound("route".into()) })
         .with_state(state)
+}
+
+/// Asks for the bearer token on every request when reads are protected (`server.protect_reads`, read at
+/// start-up: changing it needs a restart).
+async fn guard_reads(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if state.settings.server.protect_reads
+        && let Err(e) = api::authorize(&state, request.headers())
+    {
+        return e.into_response();
+    }
+    next.run(request).await
 }
 
 async fn get_healthz() -> &'static str {

@@ -173,6 +173,61 @@ async fn triggers_need_the_token(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn protected_reads_need_the_token_but_probes_do_not(pool: PgPool) {
+    let (store, _) = seeded(&pool, 3, 8).await;
+    let settings =
+        Settings::from_toml("[server]\napi_token = \"t0ken\"\nprotect_reads = true\n").unwrap();
+    let app = router(AppState::new(store, settings).unwrap());
+    for uri in [
+        "/api/v1/workloads",
+        "/api/v1/workloads/1",
+        "/api/v1/at-risk",
+        "/api/v1/recommendations",
+        "/api/v1/patches",
+        "/api/v1/silences",
+        "/",
+    ] {
+        let (s, body) = call(&app, "GET", uri, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri}: {body}");
+        assert_eq!(
+            json(&body)["error"]["code"],
+            "unauthorized",
+            "{uri}: {body}"
+        );
+        let (s, _) = call(&app, "GET", uri, Some("wrong")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    let (s, body) = call(&app, "GET", "/api/v1/workloads", Some("t0ken")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["total"], 3);
+    // A cached list is not handed out without the token either.
+    let (s, _) = call(&app, "GET", "/api/v1/workloads", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    for uri in ["/healthz", "/metrics", "/api/v1/openapi.json"] {
+        let (s, body) = call(&app, "GET", uri, None).await;
+        assert_eq!(s, StatusCode::OK, "{uri}: {body}");
+    }
+    // Without the flag, reads stay open.
+    let app = router(
+        AppState::new(
+            Store::from_pool(pool.clone()),
+            Settings::from_toml("[server]\napi_token = \"t0ken\"\n").unwrap(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/v1/workloads", None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn protected_reads_without_a_token_are_refused_naming_the_key() {
+    let e = Settings::from_toml("[server]\nprotect_reads = true\n").unwrap_err();
+    assert!(e.to_string().contains("server.protect_reads"), "{e}");
+}
+
+#[sqlx::test]
 async fn metrics_export_results_and_patches_are_yaml(pool: PgPool) {
     let app = app(&pool, "t0ken").await;
     let (s, body) = call(&app, "GET", "/metrics", None).await;
