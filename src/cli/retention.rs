@@ -1,6 +1,7 @@
 //! `headroom retention`: one pass of rollups and retention over the configured database, then exit; for a
 //! manual run or a scheduled job. Rolls up what is due, then drops raw and rollup partitions older than
-//! `retention.raw_days` and `retention.rollup_days` (see docs/operations.md).
+//! `retention.raw_days` and `retention.rollup_days`, and deletes assessment results past
+//! `retention.results_days` (see docs/operations.md).
 
 use anyhow::Context;
 
@@ -37,6 +38,10 @@ pub fn run(settings: &Settings, args: &Args) -> CliResult {
             .apply_retention(now, r.raw_days, r.rollup_days)
             .await
             .context("while applying retention")?;
+        let pruned = store
+            .prune_results(now, r.results_days)
+            .await
+            .context("while deleting old assessment results")?;
         let mark = store
             .rollup_mark()
             .await
@@ -59,6 +64,10 @@ pub fn run(settings: &Settings, args: &Args) -> CliResult {
             report.rollup_partitions_dropped.len(),
             r.rollup_days,
             report.rollup_partitions_dropped.join(" ")
+        );
+        println!(
+            "deleted results older than {} days (the newest of each kept): {} forecasts, {} exhaustion estimates, {} recommendations",
+            r.results_days, pruned.forecasts, pruned.exhaustions, pruned.recommendations
         );
         Ok(())
     })

@@ -180,6 +180,9 @@ pub struct ReportSettings {
 pub struct RetentionSettings {
     pub raw_days: u64,
     pub rollup_days: u64,
+    /// Assessment results (forecasts, exhaustion estimates, recommendations) kept this long; the newest
+    /// of each series or container is kept whatever its age.
+    pub results_days: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -412,6 +415,7 @@ impl Settings {
             ));
         }
         positive("retention.raw_days", self.retention.raw_days)?;
+        positive("retention.results_days", self.retention.results_days)?;
         if self.retention.rollup_days < self.retention.raw_days {
             return Err(ConfigError::invalid(
                 "retention.rollup_days",

@@ -420,6 +420,18 @@ async fn retention_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 tracing::warn!(task = "retention", error = %e, "retention failed; will retry")
             }
         }
+        match state.store.prune_results(t, r.results_days).await {
+            Ok(p) => tracing::info!(
+                task = "retention",
+                forecasts = p.forecasts,
+                exhaustions = p.exhaustions,
+                recommendations = p.recommendations,
+                "old results deleted"
+            ),
+            Err(e) => {
+                tracing::warn!(task = "retention", error = %e, "pruning results failed; will retry")
+            }
+        }
         let _ = lock.release().await;
     }
 }

@@ -39,8 +39,8 @@ pub use reports::{
     StoredReport,
 };
 pub use retention::{
-    HOUR_SECS, HistoryStat, HourlyRollup, Partition, ROLLUP_CHUNK_SECS, RetentionReport,
-    RollupStats, SeriesSelection,
+    HOUR_SECS, HistoryStat, HourlyRollup, Partition, ROLLUP_CHUNK_SECS, ResultsPruned,
+    RetentionReport, RollupStats, SeriesSelection,
 };
 pub use samples::{CHUNK_SECS, WriteStats};
 

@@ -64,6 +64,33 @@ pub struct RetentionReport {
     pub rollup_partitions_dropped: Vec<String>,
 }
 
+/// Assessment results deleted by one `prune_results` pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResultsPruned {
+    pub forecasts: u64,
+    pub exhaustions: u64,
+    pub recommendations: u64,
+}
+
+/// Rows deleted per statement, so a first pass over a large backlog never holds long locks.
+const PRUNE_BATCH: i64 = 10_000;
+
+/// Runs a batched delete until a batch comes back short; the rows deleted in all.
+async fn drain<F, Fut>(mut delete: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = sqlx::Result<sqlx::postgres::PgQueryResult>>,
+{
+    let mut total = 0;
+    loop {
+        let n = delete().await?.rows_affected();
+        total += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// One partition of `sample_chunk` or `rollup_chunk` and the time range it holds, `[lo, hi)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
@@ -585,6 +612,60 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Deletes forecasts, exhaustion estimates and recommendations computed more than `results_days`
+    /// before `now`, except the newest of each series (and threshold) or container and resource, so a
+    /// workload that is no longer assessed keeps its last results. In batches; a second run deletes nothing.
+    pub async fn prune_results(&self, now: i64, results_days: u64) -> Result<ResultsPruned> {
+        let days = i64::try_from(results_days).unwrap_or(1 << 30).min(1 << 30);
+        let cutoff = now.saturating_sub(days.saturating_mul(DAY_SECS)) as f64;
+        Ok(ResultsPruned {
+            forecasts: drain(|| {
+                sqlx::query!(
+                    r#"delete from forecast where id in (
+                           select f.id from forecast f
+                           where f.computed_at < to_timestamp($1)
+                             and exists (select 1 from forecast n
+                                         where n.series_id = f.series_id and n.computed_at > f.computed_at)
+                           limit $2)"#,
+                    cutoff,
+                    PRUNE_BATCH
+                )
+                .execute(&self.pool)
+            })
+            .await?,
+            exhaustions: drain(|| {
+                sqlx::query!(
+                    r#"delete from exhaustion where id in (
+                           select e.id from exhaustion e
+                           where e.computed_at < to_timestamp($1)
+                             and exists (select 1 from exhaustion n
+                                         where n.series_id = e.series_id and n.threshold_kind = e.threshold_kind
+                                           and n.computed_at > e.computed_at)
+                           limit $2)"#,
+                    cutoff,
+                    PRUNE_BATCH
+                )
+                .execute(&self.pool)
+            })
+            .await?,
+            recommendations: drain(|| {
+                sqlx::query!(
+                    r#"delete from recommendation where id in (
+                           select r.id from recommendation r
+                           where r.computed_at < to_timestamp($1)
+                             and exists (select 1 from recommendation n
+                                         where n.container_id = r.container_id and n.resource = r.resource
+                                           and n.computed_at > r.computed_at)
+                           limit $2)"#,
+                    cutoff,
+                    PRUNE_BATCH
+                )
+                .execute(&self.pool)
+            })
+            .await?,
+        })
     }
 
     async fn drop_partition(&self, parent: &'static str, p: &Partition) -> Result<bool> {

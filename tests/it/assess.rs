@@ -7,7 +7,7 @@ use headroom::simulate::{Behaviour, Cluster, ClusterSpec};
 use headroom::store::Store;
 use sqlx::PgPool;
 
-const END: i64 = 1_704_067_200 + 14 * 86_400;
+pub const END: i64 = 1_704_067_200 + 14 * 86_400;
 
 pub fn spec_until(workloads: usize, days: i64, end: i64) -> ClusterSpec {
     ClusterSpec {

@@ -435,3 +435,69 @@ async fn the_retention_command_drops_old_days_once(pool: PgPool) {
     );
     assert!(out.contains("dropped 0 raw partitions"), "{out}");
 }
+
+/// (rows computed at `at`, all rows) of one results table.
+async fn results_at(pool: &PgPool, table: &str, at: i64) -> (i64, i64) {
+    // The table name is one of three literals of the test.
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select count(*) filter (where computed_at = to_timestamp($1)), count(*) from {table}"
+    )))
+    .bind(at as f64)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn old_results_are_deleted_but_the_newest_of_each_is_kept(pool: PgPool) {
+    use headroom::assess::{self, AssessOptions};
+    let end = crate::assess::END;
+    let (store, _) = crate::assess::seeded(&pool, 4, 8).await;
+    let opts =
+        AssessOptions::from_settings(&headroom::config::Settings::from_toml("").unwrap()).unwrap();
+    let (t1, t2) = (end, end + DAY);
+    assess::run(&store, &opts, t1).await.unwrap();
+    assess::run(&store, &opts, t2).await.unwrap();
+    let tables = ["forecast", "exhaustion", "recommendation"];
+    let mut before = Vec::new();
+    for table in tables {
+        let (at_t1, all) = results_at(&pool, table, t1).await;
+        let (at_t2, _) = results_at(&pool, table, t2).await;
+        assert!(at_t1 > 0 && at_t2 > 0, "{table}: {at_t1} {at_t2}");
+        assert_eq!(all, at_t1 + at_t2, "{table}");
+        before.push((at_t1, at_t2));
+    }
+
+    // Within the window: nothing goes.
+    let none = store.prune_results(t2, 2).await.unwrap();
+    assert_eq!(none, Default::default());
+
+    // The first run is past the window and superseded: deleted; the second is newer than the cutoff.
+    let pruned = store.prune_results(t2 + DAY, 1).await.unwrap();
+    assert_eq!(
+        (pruned.forecasts, pruned.exhaustions, pruned.recommendations),
+        (before[0].0 as u64, before[1].0 as u64, before[2].0 as u64)
+    );
+    for (table, (_, at_t2)) in tables.iter().zip(&before) {
+        assert_eq!(results_at(&pool, table, t1).await, (0, *at_t2), "{table}");
+    }
+
+    // Far past the window, the newest results are still the current ones: kept, and a rerun deletes nothing.
+    assert_eq!(
+        store.prune_results(t2 + 400 * DAY, 1).await.unwrap(),
+        Default::default()
+    );
+    for (table, (_, at_t2)) in tables.iter().zip(&before) {
+        assert_eq!(
+            results_at(&pool, table, t2).await,
+            (*at_t2, *at_t2),
+            "{table}"
+        );
+    }
+    // The API's readers still find every container's recommendation.
+    let recs = store
+        .current_recommendations(None, f64::NEG_INFINITY, 1_000_000, 0)
+        .await
+        .unwrap();
+    assert_eq!(recs.len() as i64, before[2].1);
+}
