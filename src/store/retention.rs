@@ -617,13 +617,16 @@ impl Store {
     /// Deletes forecasts, exhaustion estimates and recommendations computed more than `results_days`
     /// before `now`, except the newest of each series (and threshold) or container and resource, so a
     /// workload that is no longer assessed keeps its last results. In batches; a second run deletes nothing.
+    /// Each statement marks its own transaction `headroom.superseded_only` (migration 0014), so these
+    /// deletes, which no workload detail can see, do not empty the replicas' detail caches.
     pub async fn prune_results(&self, now: i64, results_days: u64) -> Result<ResultsPruned> {
         let days = i64::try_from(results_days).unwrap_or(1 << 30).min(1 << 30);
         let cutoff = now.saturating_sub(days.saturating_mul(DAY_SECS)) as f64;
         Ok(ResultsPruned {
             forecasts: drain(|| {
                 sqlx::query!(
-                    r#"delete from forecast where id in (
+                    r#"with quiet as (select set_config('headroom.superseded_only', 'on', true))
+                       delete from forecast where exists (select 1 from quiet) and id in (
                            select f.id from forecast f
                            where f.computed_at < to_timestamp($1)
                              and exists (select 1 from forecast n
@@ -637,7 +640,8 @@ impl Store {
             .await?,
             exhaustions: drain(|| {
                 sqlx::query!(
-                    r#"delete from exhaustion where id in (
+                    r#"with quiet as (select set_config('headroom.superseded_only', 'on', true))
+                       delete from exhaustion where exists (select 1 from quiet) and id in (
                            select e.id from exhaustion e
                            where e.computed_at < to_timestamp($1)
                              and exists (select 1 from exhaustion n
@@ -652,7 +656,8 @@ impl Store {
             .await?,
             recommendations: drain(|| {
                 sqlx::query!(
-                    r#"delete from recommendation where id in (
+                    r#"with quiet as (select set_config('headroom.superseded_only', 'on', true))
+                       delete from recommendation where exists (select 1 from quiet) and id in (
                            select r.id from recommendation r
                            where r.computed_at < to_timestamp($1)
                              and exists (select 1 from recommendation n

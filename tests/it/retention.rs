@@ -473,7 +473,17 @@ async fn old_results_are_deleted_but_the_newest_of_each_is_kept(pool: PgPool) {
     assert_eq!(none, Default::default());
 
     // The first run is past the window and superseded: deleted; the second is newer than the cutoff.
+    // No workload detail shows superseded results, so the detail caches hear nothing of it.
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen("headroom_detail").await.unwrap();
     let pruned = store.prune_results(t2 + DAY, 1).await.unwrap();
+    sqlx::query("select pg_notify('headroom_detail', 'marker')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(listener.recv().await.unwrap().payload(), "marker");
     assert_eq!(
         (pruned.forecasts, pruned.exhaustions, pruned.recommendations),
         (before[0].0 as u64, before[1].0 as u64, before[2].0 as u64)
@@ -494,6 +504,12 @@ async fn old_results_are_deleted_but_the_newest_of_each_is_kept(pool: PgPool) {
             "{table}"
         );
     }
+    // Any other delete of results still empties the caches.
+    sqlx::query("delete from forecast where id = (select min(id) from forecast)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(listener.recv().await.unwrap().payload(), "*");
     // The API's readers still find every container's recommendation.
     let recs = store
         .current_recommendations(None, f64::NEG_INFINITY, 1_000_000, 0)
