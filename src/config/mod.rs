@@ -211,6 +211,29 @@ pub struct SourceSettings {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub queries: QueryOverrides,
+    /// How history is read: PromQL range queries (any Prometheus-compatible API), or Prometheus'
+    /// remote-read API (raw samples, evaluated by Headroom; Prometheus 2.13+ and Mimir).
+    #[serde(default)]
+    pub read: ReadApi,
+    /// With remote read: the source's `--query.lookback-delta`, how long an instant selector still
+    /// sees a series after its last sample. Range queries use the source's own.
+    #[serde(default = "default_lookback_secs")]
+    pub lookback_secs: u64,
+}
+
+fn default_lookback_secs() -> u64 {
+    300
+}
+
+/// The API a source's history is read through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadApi {
+    /// `/api/v1/query_range` with the (overridable) default PromQL.
+    #[default]
+    QueryRange,
+    /// `/api/v1/read` with streamed XOR chunks; the default queries' semantics evaluated in Headroom.
+    RemoteRead,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -457,6 +480,18 @@ impl Settings {
                 return Err(ConfigError::invalid(
                     key("tls.ca_file"),
                     format!("{} does not exist", ca.display()),
+                ));
+            }
+            if !(1..=86_400).contains(&src.lookback_secs) {
+                return Err(ConfigError::invalid(
+                    key("lookback_secs"),
+                    "must be between 1 and 86400 seconds",
+                ));
+            }
+            if src.read == ReadApi::RemoteRead && src.queries != QueryOverrides::default() {
+                return Err(ConfigError::invalid(
+                    key("queries"),
+                    "query overrides need read = \"query_range\": remote_read reads raw series and evaluates the default queries itself",
                 ));
             }
             for name in src.headers.keys() {

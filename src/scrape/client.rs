@@ -10,6 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 
 use super::parse::{ParseError, QueryResult, parse_query_response};
+use super::remote::{self, RawSeries};
 use crate::config::{Secret, SourceSettings};
 use crate::metrics::{Metrics, SourceErrorLabels, SourceLabels};
 
@@ -114,11 +115,19 @@ pub struct SourceClient {
     recorded: Option<Arc<Mutex<Vec<RecordedRequest>>>>,
 }
 
-/// A request as it was sent: the API path and its query parameters.
+/// A request as it was sent: the API path and its query parameters, or the body of a POST (remote read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
     pub path: String,
     pub params: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// What is sent: a GET with query parameters, or a remote-read POST.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Get(&'a [(&'a str, String)]),
+    RemoteRead(&'a [u8]),
 }
 
 #[derive(Clone)]
@@ -262,7 +271,7 @@ impl SourceClient {
             .iter()
             .map(|s| ("match[]", s.to_string()))
             .collect();
-        self.get_with_retries("federate", &params, false, |body| {
+        self.get_with_retries("federate", Request::Get(&params), false, |body| {
             let text = String::from_utf8_lossy(body);
             let lines = text.lines().map(|l| Ok(l.to_string()));
             let scrape =
@@ -280,12 +289,36 @@ impl SourceClient {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<QueryResult, ScrapeError> {
-        self.get_with_retries(path, params, true, |body| {
+        self.get_with_retries(path, Request::Get(params), true, |body| {
             let started = Instant::now();
             let parsed = parse_query_response(body).map_err(|error| self.classify_answer(error));
             self.decode_nanos
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             parsed
+        })
+        .await
+    }
+
+    /// `/api/v1/read`: the raw series of each query, samples limited to the ranges given with them
+    /// (milliseconds, inclusive).
+    pub async fn remote_read(
+        &self,
+        queries: Vec<remote::Query>,
+    ) -> Result<Vec<Vec<RawSeries>>, ScrapeError> {
+        let ranges: Vec<(i64, i64)> = queries
+            .iter()
+            .map(|q| (q.start_timestamp_ms, q.end_timestamp_ms))
+            .collect();
+        let body = remote::encode_request(queries);
+        self.get_with_retries("api/v1/read", Request::RemoteRead(&body), false, |answer| {
+            let started = Instant::now();
+            let decoded = remote::decode_stream(answer, &ranges).map_err(|e| ScrapeError::Answer {
+                source_name: self.name.clone(),
+                error: ParseError::Shape(e.to_string()),
+            });
+            self.decode_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            decoded
         })
         .await
     }
@@ -310,7 +343,7 @@ impl SourceClient {
     async fn get_with_retries<T>(
         &self,
         path: &str,
-        params: &[(&str, String)],
+        request: Request<'_>,
         json: bool,
         parse: impl Fn(&[u8]) -> Result<T, ScrapeError>,
     ) -> Result<T, ScrapeError> {
@@ -323,7 +356,7 @@ impl SourceClient {
                     .acquire()
                     .await
                     .expect("semaphore never closed");
-                self.get_once(path, params, json).await
+                self.get_once(path, request, json).await
             };
             match result.and_then(|body| parse(&body)) {
                 Ok(v) => return Ok(v),
@@ -353,22 +386,33 @@ impl SourceClient {
     async fn get_once(
         &self,
         path: &str,
-        params: &[(&str, String)],
+        request: Request<'_>,
         json: bool,
     ) -> Result<Vec<u8>, ScrapeError> {
         let url = self.url(path)?;
         if let Some(log) = &self.recorded {
+            let (params, body) = match request {
+                Request::Get(params) => (
+                    params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                    None,
+                ),
+                Request::RemoteRead(body) => (Vec::new(), Some(body.to_vec())),
+            };
             log.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(RecordedRequest {
                     path: path.to_string(),
-                    params: params
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.clone()))
-                        .collect(),
+                    params,
+                    body,
                 });
         }
-        let mut req = self.http.get(url).query(params);
+        let mut req = match request {
+            Request::Get(params) => self.http.get(url).query(params),
+            Request::RemoteRead(body) => remote_read_request(self.http.post(url), body),
+        };
         req = match &self.auth {
             Auth::None => req,
             Auth::Bearer(t) => req.bearer_auth(t.expose()),
@@ -382,6 +426,9 @@ impl SourceClient {
         let outcome = async {
             let resp = req.send().await.map_err(|e| self.transport_error(e))?;
             let status = resp.status();
+            if status.is_success() && matches!(request, Request::RemoteRead(_)) {
+                self.check_streamed(&resp)?;
+            }
             let body = resp
                 .bytes()
                 .await
@@ -422,6 +469,31 @@ impl SourceClient {
         })
     }
 
+    /// A remote-read answer must be streamed chunks. A proxy's HTML page may pass on the next try; a
+    /// source that only sends whole sample responses never will.
+    fn check_streamed(&self, resp: &reqwest::Response) -> Result<(), ScrapeError> {
+        let kind = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if kind.starts_with(remote::STREAMED_CONTENT_TYPE) {
+            Ok(())
+        } else if kind.starts_with("application/x-protobuf") {
+            Err(ScrapeError::Config {
+                source_name: self.name.clone(),
+                reason: "the source answers remote read without streamed chunks (Prometheus 2.13 or later streams them); set read = \"query_range\" for it".into(),
+            })
+        } else {
+            Err(ScrapeError::Answer {
+                source_name: self.name.clone(),
+                error: ParseError::Shape(format!(
+                    "remote read answered with content type {kind:?}, not streamed chunks"
+                )),
+            })
+        }
+    }
+
     fn transport_error(&self, e: reqwest::Error) -> ScrapeError {
         if e.is_timeout() {
             ScrapeError::Timeout {
@@ -441,6 +513,14 @@ impl SourceClient {
             }
         }
     }
+}
+
+/// The headers Prometheus expects on a remote-read request.
+pub fn remote_read_request(req: reqwest::RequestBuilder, body: &[u8]) -> reqwest::RequestBuilder {
+    req.header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+        .header(reqwest::header::CONTENT_ENCODING, "snappy")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body.to_vec())
 }
 
 /// Exponential backoff with full jitter: a random delay up to `base * 2^(attempt-1)`, capped.

@@ -6,8 +6,10 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod eval;
 pub mod live;
 pub mod parse;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -20,7 +22,7 @@ use client::{RetryPolicy, ScrapeError, SourceClient};
 pub use live::LiveReport;
 use parse::QueryResult;
 
-use crate::config::{QueryOverrides, ScrapeSettings, SourceSettings};
+use crate::config::{QueryOverrides, ReadApi, ScrapeSettings, SourceSettings};
 use crate::metrics::{Metrics, SourceLabels};
 use crate::store::{CHUNK_SECS, ContainerKey, Store, StoreError};
 
@@ -38,6 +40,107 @@ pub mod defaults {
         r#"max by (namespace, pod, container) (kube_pod_container_status_restarts_total)"#;
     pub const THROTTLED_PERIODS: &str = r#"sum by (namespace, pod, container) (rate(container_cpu_cfs_throttled_periods_total{container!="",container!="POD"}[5m]))"#;
     pub const CFS_PERIODS: &str = r#"sum by (namespace, pod, container) (rate(container_cpu_cfs_periods_total{container!="",container!="POD"}[5m]))"#;
+}
+
+/// The default queries as expressions evaluated by Headroom over raw series read with remote read
+/// (`read = "remote_read"`); each mirrors the PromQL of the same name in `defaults`.
+pub mod exprs {
+    use super::eval::{Agg, Expr, Func};
+    use super::remote::Match::{self, Equal, NotEqual, Regex};
+
+    type Matchers = &'static [(Match, &'static str, &'static str)];
+    const CONTAINERS: Matchers = &[(NotEqual, "container", ""), (NotEqual, "container", "POD")];
+    const RESOURCES: Matchers = &[(Regex, "resource", "cpu|memory")];
+    const BY_CONTAINER: &[&str] = &["namespace", "pod", "container"];
+    const BY_RESOURCE: &[&str] = &["namespace", "pod", "container", "resource"];
+    const RATE_5M: Func = Func::Rate { range_ms: 300_000 };
+
+    const fn expr(
+        metric: &'static str,
+        matchers: Matchers,
+        func: Func,
+        agg: Agg,
+        by: &'static [&'static str],
+    ) -> Expr {
+        Expr {
+            metric,
+            matchers,
+            func,
+            agg,
+            by,
+        }
+    }
+
+    pub const CPU_USAGE: Expr = expr(
+        "container_cpu_usage_seconds_total",
+        CONTAINERS,
+        RATE_5M,
+        Agg::Sum,
+        BY_CONTAINER,
+    );
+    pub const MEMORY_USAGE: Expr = expr(
+        "container_memory_working_set_bytes",
+        CONTAINERS,
+        Func::Instant,
+        Agg::Max,
+        BY_CONTAINER,
+    );
+    pub const REQUESTS: Expr = expr(
+        "kube_pod_container_resource_requests",
+        RESOURCES,
+        Func::Instant,
+        Agg::Max,
+        BY_RESOURCE,
+    );
+    pub const LIMITS: Expr = expr(
+        "kube_pod_container_resource_limits",
+        RESOURCES,
+        Func::Instant,
+        Agg::Max,
+        BY_RESOURCE,
+    );
+    pub const POD_OWNER: Expr = expr(
+        "kube_pod_owner",
+        &[(NotEqual, "owner_is_controller", "false")],
+        Func::Instant,
+        Agg::Max,
+        &["namespace", "pod", "owner_kind", "owner_name"],
+    );
+    pub const REPLICASET_OWNER: Expr = expr(
+        "kube_replicaset_owner",
+        &[],
+        Func::Instant,
+        Agg::Max,
+        &["namespace", "replicaset", "owner_kind", "owner_name"],
+    );
+    pub const OOM_KILLS: Expr = expr(
+        "kube_pod_container_status_last_terminated_reason",
+        &[(Equal, "reason", "OOMKilled")],
+        Func::Instant,
+        Agg::Max,
+        BY_CONTAINER,
+    );
+    pub const RESTARTS: Expr = expr(
+        "kube_pod_container_status_restarts_total",
+        &[],
+        Func::Instant,
+        Agg::Max,
+        BY_CONTAINER,
+    );
+    pub const THROTTLED_PERIODS: Expr = expr(
+        "container_cpu_cfs_throttled_periods_total",
+        CONTAINERS,
+        RATE_5M,
+        Agg::Sum,
+        BY_CONTAINER,
+    );
+    pub const CFS_PERIODS: Expr = expr(
+        "container_cpu_cfs_periods_total",
+        CONTAINERS,
+        RATE_5M,
+        Agg::Sum,
+        BY_CONTAINER,
+    );
 }
 
 /// The effective queries of one source: its overrides over the defaults.
@@ -151,6 +254,9 @@ pub struct SourceScraper {
     store: Store,
     cluster_id: i32,
     metrics: Arc<Metrics>,
+    read: ReadApi,
+    /// Lookback of instant selectors when evaluating remote-read series.
+    lookback_ms: i64,
 }
 
 /// Samples one query may bring back at most; windows shrink to fit. Keeps answers around tens of MB.
@@ -178,6 +284,8 @@ impl SourceScraper {
             store,
             cluster_id,
             metrics,
+            read: src.read,
+            lookback_ms: src.lookback_secs as i64 * 1000,
         })
     }
 
@@ -238,7 +346,8 @@ impl SourceScraper {
             samples_written: counters.written.load(Ordering::Relaxed),
             series: ids.series.len() as u64,
             seconds: started.elapsed().as_secs_f64(),
-            decode_seconds: self.client.decode_seconds(),
+            decode_seconds: self.client.decode_seconds()
+                + counters.eval_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             aggregate_seconds: counters.aggregate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             write_seconds: counters.write_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         })
@@ -346,6 +455,9 @@ impl SourceScraper {
         counters: &Counters,
     ) -> Result<JobResults, Error> {
         let Window { start, end, step } = w;
+        if self.read == ReadApi::RemoteRead {
+            return self.fetch_remote(job, w, counters).await;
+        }
         let q = &self.queries;
         let range = |query: &str, from: i64| {
             let query = query.to_string();
@@ -379,6 +491,72 @@ impl SourceScraper {
         })
     }
 
+    /// `fetch_results` through remote read: one request for the job's series, evaluated here.
+    async fn fetch_remote(
+        &self,
+        job: Job,
+        w: Window,
+        counters: &Counters,
+    ) -> Result<JobResults, Error> {
+        let Window { start, end, step } = w;
+        let specs = match job {
+            Job::CpuUsage => vec![(exprs::CPU_USAGE, start, end)],
+            Job::MemoryUsage => vec![(exprs::MEMORY_USAGE, start, end)],
+            Job::Requests => vec![(exprs::REQUESTS, start, end)],
+            Job::Limits => vec![(exprs::LIMITS, start, end)],
+            // One step earlier, as with range queries: the first point is only the counter's baseline.
+            Job::Restarts => vec![
+                (exprs::RESTARTS, start - step, end),
+                (exprs::OOM_KILLS, start - step, end),
+            ],
+            Job::Throttling => vec![
+                (exprs::THROTTLED_PERIODS, start, end),
+                (exprs::CFS_PERIODS, start, end),
+            ],
+        };
+        let lookback = self.lookback_ms;
+        let results = self
+            .remote(specs, counters, move |e, series, from| {
+                e.range(series, (from, end, step), lookback)
+            })
+            .await?;
+        for r in &results {
+            self.account(r, counters);
+        }
+        let mut results = results.into_iter();
+        let first = results.next().unwrap_or_default();
+        Ok(match results.next() {
+            None => JobResults::One(first),
+            Some(second) => JobResults::Two(first, second),
+        })
+    }
+
+    /// Reads the series of `specs` (an expression and the first and last steps it is evaluated at) in
+    /// one remote-read request and evaluates each with `eval`, off the async threads.
+    async fn remote(
+        &self,
+        specs: Vec<(eval::Expr, i64, i64)>,
+        counters: &Counters,
+        eval: impl Fn(&eval::Expr, &[remote::RawSeries], i64) -> QueryResult + Send + 'static,
+    ) -> Result<Vec<QueryResult>, Error> {
+        counters.queries.fetch_add(1, Ordering::Relaxed);
+        let queries = specs
+            .iter()
+            .map(|(e, from, to)| e.query(*from, *to, self.lookback_ms));
+        let raw = self.client.remote_read(queries.collect()).await?;
+        let started = Instant::now();
+        let results = tokio::task::spawn_blocking(move || {
+            raw.iter()
+                .zip(&specs)
+                .map(|(series, (e, from, _))| eval(e, series, *from))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("evaluation does not panic");
+        counters.add_time(&counters.eval_nanos, started);
+        Ok(results)
+    }
+
     /// Ownership of every pod alive during the window (and up to an hour before it, so a pod whose
     /// kube-state-metrics series started earlier is still known). Jobs whose windows coincide (every job
     /// of a steady-state cycle) share one answer. The subquery is evaluated at the scrape step: the range
@@ -395,6 +573,19 @@ impl SourceScraper {
         let own = cell
             .get_or_try_init(|| async {
                 let span = end - start + 3_600;
+                if self.read == ReadApi::RemoteRead {
+                    let lookback = self.lookback_ms;
+                    let specs = vec![
+                        (exprs::POD_OWNER, end - span, end),
+                        (exprs::REPLICASET_OWNER, end - span, end),
+                    ];
+                    let r = self
+                        .remote(specs, counters, move |e, series, _| {
+                            e.last_over(series, (end, span, step), lookback)
+                        })
+                        .await?;
+                    return Ok(Arc::new(Ownership::from_results(&r[0], &r[1])));
+                }
                 let pods = format!(
                     "last_over_time(({})[{span}s:{step}s])",
                     self.queries.pod_owner
@@ -537,6 +728,8 @@ struct Counters {
     written: AtomicU64,
     /// Time spent aggregating pods into workload containers, summed over the jobs.
     aggregate_nanos: AtomicU64,
+    /// Time spent evaluating remote-read series, summed over the jobs.
+    eval_nanos: AtomicU64,
     /// Time spent storing windows (identities, read-merge-write of chunks), summed over the jobs.
     write_nanos: AtomicU64,
     /// Ownership per window, fetched once however many jobs ask for it.

@@ -13,6 +13,7 @@ mod offline_recommend;
 mod postgres_restart;
 mod prom;
 mod reload;
+mod remote_read;
 mod replicas;
 mod report;
 mod report_export;

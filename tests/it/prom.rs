@@ -221,8 +221,12 @@ impl FaultProxy {
         }
         async fn handle(State(s): State<S>, req: Request) -> Response {
             let i = s.n.fetch_add(1, Ordering::SeqCst);
+            let (req, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
             let missing = s.required.iter().any(|(k, v)| {
-                req.headers().get(k.as_str()).and_then(|h| h.to_str().ok()) != Some(v.as_str())
+                req.headers.get(k.as_str()).and_then(|h| h.to_str().ok()) != Some(v.as_str())
             });
             if missing {
                 s.rejected.fetch_add(1, Ordering::SeqCst);
@@ -256,23 +260,36 @@ impl FaultProxy {
             let url = format!(
                 "{}{}",
                 s.upstream,
-                req.uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/")
+                req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
             );
-            let resp = match s.http.get(url).send().await {
+            // GETs of the HTTP API and remote read's POSTs alike, with the headers the latter needs.
+            let mut fwd = s.http.request(req.method.clone(), url).body(body);
+            for name in [
+                "content-type",
+                "content-encoding",
+                "x-prometheus-remote-read-version",
+            ] {
+                if let Some(v) = req.headers.get(name) {
+                    fwd = fwd.header(name, v.clone());
+                }
+            }
+            let resp = match fwd.send().await {
                 Ok(r) => r,
                 Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
             };
             let status = resp.status().as_u16();
+            let kind = resp
+                .headers()
+                .get("content-type")
+                .cloned()
+                .unwrap_or_else(|| axum::http::HeaderValue::from_static("application/json"));
             let mut body = resp.bytes().await.unwrap_or_default().to_vec();
             if fault == Fault::Truncated {
                 body.truncate(body.len() / 2);
             }
             Response::builder()
                 .status(status)
-                .header("content-type", "application/json")
+                .header("content-type", kind)
                 .body(Body::from(body))
                 .unwrap()
         }

@@ -115,13 +115,13 @@ fn settings_with(url: &str, max_points: u64) -> Settings {
     .unwrap()
 }
 
-type ScrapeResult = Result<headroom::scrape::SourceReport, headroom::scrape::Error>;
+pub type ScrapeResult = Result<headroom::scrape::SourceReport, headroom::scrape::Error>;
 
 async fn scrape(store: &Store, url: &str, end: i64, backfill: i64) -> ScrapeResult {
     scrape_with(store, settings(url), end, backfill).await
 }
 
-async fn scrape_with(store: &Store, s: Settings, end: i64, backfill: i64) -> ScrapeResult {
+pub async fn scrape_with(store: &Store, s: Settings, end: i64, backfill: i64) -> ScrapeResult {
     let scraper =
         SourceScraper::new(&s.sources[0], &s.scrape, store.clone(), Metrics::new()).await?;
     scraper

@@ -1,0 +1,588 @@
+//! Prometheus' remote-read protocol (`POST /api/v1/read`), pure: the request (protobuf, snappy-compressed
+//! block format), the streamed answer (`STREAMED_XOR_CHUNKS`: frames of a varint length, a big-endian
+//! CRC-32C and one `ChunkedReadResponse`) and the Gorilla XOR chunks the samples come in. The source sends
+//! raw samples as they sit in its blocks, with no PromQL evaluation and no JSON; `eval` does the rest.
+
+use crc::{CRC_32_ISCSI, Crc};
+use prost::Message;
+
+/// `prometheus.ReadRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReadRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub queries: Vec<Query>,
+    /// `ResponseType`: 0 samples, 1 streamed XOR chunks.
+    #[prost(int32, repeated, tag = "2")]
+    pub accepted_response_types: Vec<i32>,
+}
+
+/// `prometheus.Query`: series matching every matcher, samples between the two times (milliseconds).
+#[derive(Clone, PartialEq, Message)]
+pub struct Query {
+    #[prost(int64, tag = "1")]
+    pub start_timestamp_ms: i64,
+    #[prost(int64, tag = "2")]
+    pub end_timestamp_ms: i64,
+    #[prost(message, repeated, tag = "3")]
+    pub matchers: Vec<LabelMatcher>,
+}
+
+/// `prometheus.LabelMatcher`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LabelMatcher {
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub value: String,
+}
+
+/// How a matcher compares, with `prometheus.LabelMatcher.Type`'s numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    Equal = 0,
+    NotEqual = 1,
+    Regex = 2,
+}
+
+impl LabelMatcher {
+    pub fn new(kind: Match, name: &str, value: &str) -> Self {
+        Self {
+            r#type: kind as i32,
+            name: name.to_string(),
+            value: value.to_string(),
+        }
+    }
+}
+
+/// `prometheus.ChunkedReadResponse`: some series of the query `query_index` of the request.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedReadResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub chunked_series: Vec<ChunkedSeries>,
+    #[prost(int64, tag = "2")]
+    pub query_index: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub chunks: Vec<Chunk>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Label {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// One chunk as the source stores it; `kind` 1 is XOR (float samples).
+#[derive(Clone, PartialEq, Message)]
+pub struct Chunk {
+    #[prost(int64, tag = "1")]
+    pub min_time_ms: i64,
+    #[prost(int64, tag = "2")]
+    pub max_time_ms: i64,
+    #[prost(int32, tag = "3")]
+    pub r#type: i32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: Vec<u8>,
+}
+
+const XOR: i32 = 1;
+const STREAMED_XOR_CHUNKS: i32 = 1;
+
+/// The content type of a streamed answer; anything else means the source cannot stream chunks.
+pub const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf";
+
+/// The request body: the protobuf of `queries`, asking for streamed chunks only, snappy-compressed.
+pub fn encode_request(queries: Vec<Query>) -> Vec<u8> {
+    let req = ReadRequest {
+        queries,
+        accepted_response_types: vec![STREAMED_XOR_CHUNKS],
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy compresses any buffer")
+}
+
+/// The query a request body asks for (for tests and tools that inspect recorded requests).
+pub fn decode_request(body: &[u8]) -> Result<ReadRequest, WireError> {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| WireError(format!("request is not snappy: {e}")))?;
+    ReadRequest::decode(raw.as_slice()).map_err(|e| WireError(format!("request: {e}")))
+}
+
+/// A malformed answer: names what was wrong and where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("remote-read answer: {0}")]
+pub struct WireError(pub String);
+
+/// One raw series: labels sorted by name, float samples (milliseconds, value) in time order, stale markers
+/// kept (they end a series for the instant selector).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawSeries {
+    pub labels: Vec<(String, String)>,
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl RawSeries {
+    pub fn label(&self, name: &str) -> &str {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Decodes a whole streamed answer into the series of each of `queries` queries, keeping the samples in
+/// `[min_ms, max_ms]` of each query (chunks come whole, so they reach past the range asked for).
+pub fn decode_stream(body: &[u8], ranges: &[(i64, i64)]) -> Result<Vec<Vec<RawSeries>>, WireError> {
+    const CASTAGNOLI: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+    let mut out: Vec<Vec<RawSeries>> = vec![Vec::new(); ranges.len()];
+    let mut rest = body;
+    let mut frame = 0usize;
+    while !rest.is_empty() {
+        let (len, used) =
+            uvarint(rest).ok_or_else(|| WireError(format!("frame {frame}: bad length prefix")))?;
+        rest = &rest[used..];
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l + 4 <= rest.len())
+            .ok_or_else(|| WireError(format!("frame {frame}: cut short (truncated body)")))?;
+        let crc = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let data = &rest[4..4 + len];
+        if CASTAGNOLI.checksum(data) != crc {
+            return Err(WireError(format!("frame {frame}: checksum mismatch")));
+        }
+        rest = &rest[4 + len..];
+        let msg = ChunkedReadResponse::decode(data)
+            .map_err(|e| WireError(format!("frame {frame}: {e}")))?;
+        let q = usize::try_from(msg.query_index)
+            .ok()
+            .filter(|&q| q < ranges.len())
+            .ok_or_else(|| {
+                WireError(format!(
+                    "frame {frame}: query index {} out of range",
+                    msg.query_index
+                ))
+            })?;
+        let (min_ms, max_ms) = ranges[q];
+        for s in msg.chunked_series {
+            let mut labels: Vec<(String, String)> =
+                s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            labels.sort_unstable();
+            let mut samples = Vec::new();
+            for c in &s.chunks {
+                if c.max_time_ms < min_ms || c.min_time_ms > max_ms {
+                    continue;
+                }
+                if c.r#type != XOR {
+                    return Err(WireError(format!(
+                        "frame {frame}: chunk encoding {} is not XOR (native histograms are not read)",
+                        c.r#type
+                    )));
+                }
+                decode_xor(&c.data, min_ms, max_ms, &mut samples)
+                    .map_err(|e| WireError(format!("frame {frame}: {e}")))?;
+            }
+            // A series split over frames continues the one before it.
+            let series = &mut out[q];
+            match series.last_mut() {
+                Some(last) if last.labels == labels => last.samples.extend(samples),
+                _ => series.push(RawSeries { labels, samples }),
+            }
+        }
+        frame += 1;
+    }
+    for series in &mut out {
+        for s in series.iter_mut() {
+            // Chunks of overlapping blocks may repeat samples; keep one per time.
+            if s.samples.windows(2).any(|w| w[0].0 >= w[1].0) {
+                s.samples.sort_by_key(|p| p.0);
+                s.samples.dedup_by_key(|p| p.0);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Reads bits most significant first, as Prometheus' `bstream` writes them.
+struct Bits<'a> {
+    data: &'a [u8],
+    /// Position in bits.
+    pos: usize,
+}
+
+impl Bits<'_> {
+    fn read(&mut self, n: u32) -> Result<u64, String> {
+        debug_assert!(n <= 64);
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.pos + n as usize > self.data.len() * 8 {
+            return Err("chunk ends mid-sample".into());
+        }
+        let mut v = 0u64;
+        let mut left = n;
+        while left > 0 {
+            let byte = self.data[self.pos / 8];
+            let offset = (self.pos % 8) as u32;
+            let take = (8 - offset).min(left);
+            let bits = (u64::from(byte) >> (8 - offset - take)) & ((1u64 << take) - 1);
+            v = if take == 64 { bits } else { (v << take) | bits };
+            left -= take;
+            self.pos += take as usize;
+        }
+        Ok(v)
+    }
+
+    fn bit(&mut self) -> Result<bool, String> {
+        if self.pos >= self.data.len() * 8 {
+            return Err("chunk ends mid-sample".into());
+        }
+        let b = self.data[self.pos / 8] >> (7 - self.pos % 8) & 1;
+        self.pos += 1;
+        Ok(b == 1)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let byte = self.read(8)?;
+            v |= (byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn varint(&mut self) -> Result<i64, String> {
+        let u = self.uvarint()?;
+        Ok((u >> 1) as i64 ^ -((u & 1) as i64))
+    }
+}
+
+/// Appends the samples of one XOR chunk that fall in `[min_ms, max_ms]` to `out`.
+pub fn decode_xor(
+    chunk: &[u8],
+    min_ms: i64,
+    max_ms: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), String> {
+    if chunk.len() < 2 {
+        return Err("chunk shorter than its header".into());
+    }
+    let n = u16::from_be_bytes([chunk[0], chunk[1]]) as usize;
+    let mut r = Bits {
+        data: &chunk[2..],
+        pos: 0,
+    };
+    let (mut t, mut delta, mut val) = (0i64, 0i64, 0u64);
+    let (mut leading, mut trailing) = (0u32, 0u32);
+    for i in 0..n {
+        match i {
+            0 => {
+                t = r.varint()?;
+                val = r.read(64)?;
+            }
+            1 => {
+                delta = r.uvarint()? as i64;
+                t += delta;
+                read_value(&mut r, &mut val, &mut leading, &mut trailing)?;
+            }
+            _ => {
+                let mut prefix = 0;
+                while prefix < 4 && r.bit()? {
+                    prefix += 1;
+                }
+                let dod = match prefix {
+                    0 => 0,
+                    p => {
+                        let size = [14, 17, 20, 64][p - 1];
+                        let bits = r.read(size)?;
+                        if size != 64 && bits > 1 << (size - 1) {
+                            bits as i64 - (1i64 << size)
+                        } else {
+                            bits as i64
+                        }
+                    }
+                };
+                delta += dod;
+                t += delta;
+                read_value(&mut r, &mut val, &mut leading, &mut trailing)?;
+            }
+        }
+        if t > max_ms {
+            break;
+        }
+        if t >= min_ms {
+            out.push((t, f64::from_bits(val)));
+        }
+    }
+    Ok(())
+}
+
+fn read_value(
+    r: &mut Bits,
+    val: &mut u64,
+    leading: &mut u32,
+    trailing: &mut u32,
+) -> Result<(), String> {
+    if !r.bit()? {
+        return Ok(());
+    }
+    if r.bit()? {
+        *leading = r.read(5)? as u32;
+        let mut significant = r.read(6)? as u32;
+        if significant == 0 {
+            significant = 64;
+        }
+        *trailing = (64 - *leading)
+            .checked_sub(significant)
+            .ok_or("bad XOR value header")?;
+    }
+    let significant = 64 - *leading - *trailing;
+    *val ^= r.read(significant)? << *trailing;
+    Ok(())
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// Writes bits most significant first (the mirror of `Bits`), for building chunks in tests.
+    #[derive(Default)]
+    struct BitWriter {
+        bytes: Vec<u8>,
+        bits: usize,
+    }
+
+    impl BitWriter {
+        fn write(&mut self, v: u64, n: u32) {
+            for i in (0..n).rev() {
+                if self.bits.is_multiple_of(8) {
+                    self.bytes.push(0);
+                }
+                if v >> i & 1 == 1 {
+                    *self.bytes.last_mut().unwrap() |= 1 << (7 - self.bits % 8);
+                }
+                self.bits += 1;
+            }
+        }
+        fn uvarint(&mut self, mut v: u64) {
+            while v >= 0x80 {
+                self.write((v as u8 | 0x80) as u64, 8);
+                v >>= 7;
+            }
+            self.write(v, 8);
+        }
+    }
+
+    /// Prometheus' XOR encoding (tsdb/chunkenc/xor.go), written from its description, for round trips.
+    pub fn encode_xor(samples: &[(i64, f64)]) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        let (mut t, mut delta, mut val) = (0i64, 0i64, 0u64);
+        let (mut leading, mut trailing) = (0xffu32, 0u32);
+        for (i, &(ts, v)) in samples.iter().enumerate() {
+            let bits = v.to_bits();
+            match i {
+                0 => {
+                    let zz = ((ts << 1) ^ (ts >> 63)) as u64;
+                    w.uvarint(zz);
+                    w.write(bits, 64);
+                }
+                _ => {
+                    let d = ts - t;
+                    if i == 1 {
+                        w.uvarint(d as u64);
+                    } else {
+                        let dod = d - delta;
+                        let fits = |n: u32| -((1i64 << (n - 1)) - 1) <= dod && dod <= 1 << (n - 1);
+                        match dod {
+                            0 => w.write(0, 1),
+                            _ if fits(14) => {
+                                w.write(0b10, 2);
+                                w.write(dod as u64 & ((1 << 14) - 1), 14)
+                            }
+                            _ if fits(17) => {
+                                w.write(0b110, 3);
+                                w.write(dod as u64 & ((1 << 17) - 1), 17)
+                            }
+                            _ if fits(20) => {
+                                w.write(0b1110, 4);
+                                w.write(dod as u64 & ((1 << 20) - 1), 20)
+                            }
+                            _ => {
+                                w.write(0b1111, 4);
+                                w.write(dod as u64, 64)
+                            }
+                        }
+                    }
+                    delta = d;
+                    let x = bits ^ val;
+                    if x == 0 {
+                        w.write(0, 1);
+                    } else {
+                        w.write(1, 1);
+                        let (l, tr) = (x.leading_zeros().min(31), x.trailing_zeros());
+                        if leading != 0xff && l >= leading && tr >= trailing {
+                            w.write(0, 1);
+                            w.write(x >> trailing, 64 - leading - trailing);
+                        } else {
+                            (leading, trailing) = (l, tr);
+                            w.write(1, 1);
+                            w.write(l as u64, 5);
+                            let sig = 64 - l - tr;
+                            w.write(sig as u64 & 63, 6);
+                            w.write(x >> tr, sig);
+                        }
+                    }
+                }
+            }
+            t = ts;
+            val = bits;
+        }
+        let mut out = (samples.len() as u16).to_be_bytes().to_vec();
+        out.extend(w.bytes);
+        out
+    }
+
+    /// One streamed frame holding `msg`.
+    pub fn frame(msg: &ChunkedReadResponse) -> Vec<u8> {
+        let data = msg.encode_to_vec();
+        let mut out = Vec::new();
+        let mut len = data.len() as u64;
+        while len >= 0x80 {
+            out.push(len as u8 | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend(Crc::<u32>::new(&CRC_32_ISCSI).checksum(&data).to_be_bytes());
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn xor_chunks_round_trip_timestamps_jitter_and_values_of_every_kind() {
+        let mut samples = Vec::new();
+        let mut t = 1_700_000_000_123i64;
+        for i in 0..120 {
+            // Scrape jitter, a gap (a big delta of deltas), an exact repeat, tiny and huge values.
+            t += match i {
+                50 => 3_600_000,
+                51 => 15_000,
+                90 => 1_000_000_000,
+                _ => 15_000 + (i % 7) * 13 - 40,
+            };
+            let v = match i % 5 {
+                0 => 1.5e9 + i as f64,
+                1 => 0.001 * i as f64,
+                2 => -3.25,
+                3 => 1.5e9 + i as f64,
+                _ => f64::from_bits(0x7ff0_0000_0000_0002), // a stale marker
+            };
+            samples.push((t, v));
+        }
+        let chunk = encode_xor(&samples);
+        let mut got = Vec::new();
+        decode_xor(&chunk, i64::MIN, i64::MAX, &mut got).unwrap();
+        assert_eq!(got.len(), samples.len());
+        for (a, b) in got.iter().zip(&samples) {
+            assert_eq!(a.0, b.0);
+            assert_eq!(a.1.to_bits(), b.1.to_bits());
+        }
+        // The range keeps only what was asked for.
+        let mut part = Vec::new();
+        decode_xor(&chunk, samples[10].0, samples[20].0, &mut part).unwrap();
+        let bits = |s: &[(i64, f64)]| s.iter().map(|p| (p.0, p.1.to_bits())).collect::<Vec<_>>();
+        assert_eq!(bits(&part), bits(&samples[10..=20]));
+        // Cut short: an error, not a panic or invented samples.
+        let mut cut = Vec::new();
+        let err = decode_xor(&chunk[..chunk.len() / 2], i64::MIN, i64::MAX, &mut cut).unwrap_err();
+        assert!(err.contains("ends mid-sample"), "{err}");
+    }
+
+    #[test]
+    fn streams_are_split_by_query_checked_and_merged_across_frames() {
+        let series = |pod: &str, samples: &[(i64, f64)]| ChunkedSeries {
+            labels: vec![
+                Label {
+                    name: "pod".into(),
+                    value: pod.into(),
+                },
+                Label {
+                    name: "__name__".into(),
+                    value: "m".into(),
+                },
+            ],
+            chunks: vec![Chunk {
+                min_time_ms: samples[0].0,
+                max_time_ms: samples.last().unwrap().0,
+                r#type: XOR,
+                data: encode_xor(samples),
+            }],
+        };
+        let mut body = frame(&ChunkedReadResponse {
+            chunked_series: vec![series("a", &[(1_000, 1.0), (2_000, 2.0)])],
+            query_index: 0,
+        });
+        body.extend(frame(&ChunkedReadResponse {
+            chunked_series: vec![series("a", &[(3_000, 3.0), (4_000, 4.0)])],
+            query_index: 0,
+        }));
+        body.extend(frame(&ChunkedReadResponse {
+            chunked_series: vec![series("b", &[(1_000, 7.0)])],
+            query_index: 1,
+        }));
+        let got = decode_stream(&body, &[(0, 3_000), (0, 10_000)]).unwrap();
+        assert_eq!(got[0].len(), 1);
+        assert_eq!(got[0][0].label("pod"), "a");
+        assert_eq!(got[0][0].labels[0].0, "__name__", "labels sorted by name");
+        assert_eq!(
+            got[0][0].samples,
+            vec![(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]
+        );
+        assert_eq!(got[1][0].samples, vec![(1_000, 7.0)]);
+
+        let mut bad = body.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let e = decode_stream(&bad, &[(0, 3_000), (0, 10_000)]).unwrap_err();
+        assert!(e.0.contains("frame 2: checksum"), "{e}");
+        let e = decode_stream(&body[..body.len() - 3], &[(0, 3_000), (0, 10_000)]).unwrap_err();
+        assert!(e.0.contains("cut short"), "{e}");
+        let e = decode_stream(&body, &[(0, 3_000)]).unwrap_err();
+        assert!(e.0.contains("query index 1 out of range"), "{e}");
+    }
+
+    #[test]
+    fn requests_round_trip_through_snappy() {
+        let q = Query {
+            start_timestamp_ms: 1,
+            end_timestamp_ms: 2,
+            matchers: vec![LabelMatcher::new(Match::Regex, "resource", "cpu|memory")],
+        };
+        let req = decode_request(&encode_request(vec![q.clone()])).unwrap();
+        assert_eq!(req.queries, vec![q]);
+        assert_eq!(req.accepted_response_types, vec![STREAMED_XOR_CHUNKS]);
+    }
+}
