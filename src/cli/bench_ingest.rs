@@ -52,7 +52,24 @@ pub struct IngestArgs {
     /// between ownership and range queries (as long again as the ceiling replay).
     #[arg(long)]
     pub split_costs: bool,
+    /// Keep the work directory (with `--work-dir`): a later run with the same directory, workloads, days
+    /// and step reuses its backfilled Prometheus data instead of simulating and backfilling again.
+    #[arg(long, requires = "work_dir")]
+    pub keep: bool,
+    /// How the scraper reads Prometheus: PromQL range queries, or remote read (raw chunks).
+    #[arg(long, value_enum, default_value_t = ReadArg::QueryRange)]
+    pub read: ReadArg,
 }
+
+/// `--read`: the source's `read` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadArg {
+    QueryRange,
+    RemoteRead,
+}
+
+/// The scratch Prometheus' `--query.lookback-delta`, and the remote-read scraper's `lookback_secs`.
+const LOOKBACK_SECS: u64 = 600;
 
 /// 2024-01-01T00:00:00Z plus the window: a fixed end, so runs are comparable.
 const END: i64 = 1_704_067_200 + 30 * 86_400;
@@ -77,7 +94,9 @@ pub fn run(a: &IngestArgs) -> CliResult {
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
     let result = measure(a, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
@@ -89,6 +108,16 @@ fn measure(a: &IngestArgs, dir: &Path) -> CliResult {
         step: a.step,
         seed: 1,
     };
+    let data = dir.join("data");
+    let stamp = dir.join("cluster.spec");
+    let spec_line = format!("{spec:?}");
+    if a.keep && std::fs::read_to_string(&stamp).ok().as_deref() == Some(spec_line.as_str()) {
+        eprintln!("reusing the backfilled data in {}", data.display());
+        let cluster = Cluster::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return serve_and_measure(a, dir, &cluster);
+    }
+    let _ = std::fs::remove_file(&stamp);
+    let _ = std::fs::remove_dir_all(&data);
     let om = dir.join("cluster.om");
     let t = Instant::now();
     let file = std::fs::File::create(&om)?;
@@ -106,7 +135,6 @@ fn measure(a: &IngestArgs, dir: &Path) -> CliResult {
         std::fs::metadata(&om)?.len() as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let t = Instant::now();
     let out = Command::new("promtool")
@@ -129,7 +157,12 @@ fn measure(a: &IngestArgs, dir: &Path) -> CliResult {
     }
     std::fs::remove_file(&om)?;
     eprintln!("backfilled in {:.1}s", t.elapsed().as_secs_f64());
+    std::fs::write(&stamp, &spec_line)?;
+    serve_and_measure(a, dir, &cluster)
+}
 
+/// Starts Prometheus on the backfilled data and measures against it.
+fn serve_and_measure(a: &IngestArgs, dir: &Path, cluster: &Cluster) -> CliResult {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -139,7 +172,7 @@ fn measure(a: &IngestArgs, dir: &Path) -> CliResult {
     let out = rt.block_on(async {
         let admin = connect(&a.database_url)?;
         admin.create_database(&db).await?;
-        let result = ingest(a, &prom, &cluster, &db).await;
+        let result = ingest(a, &prom, cluster, &db).await;
         admin.drop_database(&db).await?;
         result
     });
@@ -153,8 +186,12 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     db_url.set_path(db);
     let store = connect(db_url.as_str())?;
     store.migrate().await?;
+    let read = match a.read {
+        ReadArg::QueryRange => "query_range",
+        ReadArg::RemoteRead => "remote_read",
+    };
     let settings = Settings::from_toml(&format!(
-        "[scrape]\nstep_secs = {}\ntimeout_secs = 600\nmax_in_flight = {}\n[[sources]]\nname = \"bench\"\nurl = \"{url}\"\n",
+        "[scrape]\nstep_secs = {}\ntimeout_secs = 600\nmax_in_flight = {}\n[[sources]]\nname = \"bench\"\nurl = \"{url}\"\nread = \"{read}\"\nlookback_secs = {LOOKBACK_SECS}\n",
         a.step, a.max_in_flight
     ))
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -253,6 +290,7 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     println!("step_secs,{}", a.step);
     println!("days,{}", a.days);
     println!("max_in_flight,{}", a.max_in_flight);
+    println!("read,{read}");
     println!("queries,{}", report.queries);
     println!("samples_received,{}", report.samples_received);
     println!("samples_stored,{}", report.samples_written);
@@ -431,7 +469,7 @@ impl Prometheus {
                 dir.join("data").display()
             ))
             .arg("--storage.tsdb.retention.time=3650d")
-            .arg("--query.lookback-delta=10m")
+            .arg(format!("--query.lookback-delta={LOOKBACK_SECS}s"))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

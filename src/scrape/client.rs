@@ -345,7 +345,7 @@ impl SourceClient {
         path: &str,
         request: Request<'_>,
         json: bool,
-        parse: impl Fn(&[u8]) -> Result<T, ScrapeError>,
+        parse: impl Fn(&bytes::Bytes) -> Result<T, ScrapeError>,
     ) -> Result<T, ScrapeError> {
         let mut attempt = 0;
         loop {
@@ -388,7 +388,7 @@ impl SourceClient {
         path: &str,
         request: Request<'_>,
         json: bool,
-    ) -> Result<Vec<u8>, ScrapeError> {
+    ) -> Result<bytes::Bytes, ScrapeError> {
         let url = self.url(path)?;
         if let Some(log) = &self.recorded {
             let (params, body) = match request {
@@ -429,11 +429,7 @@ impl SourceClient {
             if status.is_success() && matches!(request, Request::RemoteRead(_)) {
                 self.check_streamed(&resp)?;
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| self.transport_error(e))?
-                .to_vec();
+            let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
             Ok::<_, ScrapeError>((status, body))
         }
         .await;

@@ -262,6 +262,11 @@ pub struct SourceScraper {
 /// Samples one query may bring back at most; windows shrink to fit. Keeps answers around tens of MB.
 const SAMPLE_BUDGET: u64 = 1_500_000;
 
+/// The same for remote read, whose answers are compact chunks and whose windows have no points limit:
+/// larger windows send fewer chunks twice (a chunk reaching over a window's edge goes out with both
+/// windows) and make the source re-encode fewer of them. About 100 MB of raw samples per window at most.
+const REMOTE_SAMPLE_BUDGET: u64 = 6_000_000;
+
 impl SourceScraper {
     pub async fn new(
         src: &SourceSettings,
@@ -367,7 +372,10 @@ impl SourceScraper {
         counters: &Counters,
         progress: &Progress,
     ) -> Result<(), Error> {
-        let max_points = self.settings.max_points_per_query as i64;
+        let (max_points, budget) = match self.read {
+            ReadApi::QueryRange => (self.settings.max_points_per_query as i64, SAMPLE_BUDGET),
+            ReadApi::RemoteRead => (10_000_000, REMOTE_SAMPLE_BUDGET),
+        };
         // Start small and grow: the first answer tells how many series a window holds.
         let mut points = 60.min(max_points);
         let mut window = Window::of(start, points, step, end);
@@ -400,7 +408,7 @@ impl SourceScraper {
             }
             // An empty window (before the history begins) says nothing about the next one: grow
             // step by step instead of jumping to the largest window at once.
-            points = match SAMPLE_BUDGET.checked_div(series_seen) {
+            points = match budget.checked_div(series_seen) {
                 Some(fit) => (fit as i64).clamp(2, max_points),
                 None => (points * 2).min(max_points),
             };

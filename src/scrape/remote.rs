@@ -90,8 +90,8 @@ pub struct Chunk {
     pub max_time_ms: i64,
     #[prost(int32, tag = "3")]
     pub r#type: i32,
-    #[prost(bytes = "vec", tag = "4")]
-    pub data: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "4")]
+    pub data: bytes::Bytes,
 }
 
 const XOR: i32 = 1;
@@ -143,10 +143,13 @@ impl RawSeries {
 
 /// Decodes a whole streamed answer into the series of each of `queries` queries, keeping the samples in
 /// `[min_ms, max_ms]` of each query (chunks come whole, so they reach past the range asked for).
-pub fn decode_stream(body: &[u8], ranges: &[(i64, i64)]) -> Result<Vec<Vec<RawSeries>>, WireError> {
+pub fn decode_stream(
+    body: &bytes::Bytes,
+    ranges: &[(i64, i64)],
+) -> Result<Vec<Vec<RawSeries>>, WireError> {
     const CASTAGNOLI: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
     let mut out: Vec<Vec<RawSeries>> = vec![Vec::new(); ranges.len()];
-    let mut rest = body;
+    let mut rest: &[u8] = body;
     let mut frame = 0usize;
     while !rest.is_empty() {
         let (len, used) =
@@ -161,6 +164,8 @@ pub fn decode_stream(body: &[u8], ranges: &[(i64, i64)]) -> Result<Vec<Vec<RawSe
         if CASTAGNOLI.checksum(data) != crc {
             return Err(WireError(format!("frame {frame}: checksum mismatch")));
         }
+        // Chunk data stays in the body's buffer: no copy per chunk.
+        let data = body.slice_ref(data);
         rest = &rest[4 + len..];
         let msg = ChunkedReadResponse::decode(data)
             .map_err(|e| WireError(format!("frame {frame}: {e}")))?;
@@ -178,7 +183,14 @@ pub fn decode_stream(body: &[u8], ranges: &[(i64, i64)]) -> Result<Vec<Vec<RawSe
             let mut labels: Vec<(String, String)> =
                 s.labels.into_iter().map(|l| (l.name, l.value)).collect();
             labels.sort_unstable();
-            let mut samples = Vec::new();
+            // Each chunk's header gives its sample count.
+            let capacity = s
+                .chunks
+                .iter()
+                .filter(|c| c.max_time_ms >= min_ms && c.min_time_ms <= max_ms && c.data.len() >= 2)
+                .map(|c| u16::from_be_bytes([c.data[0], c.data[1]]) as usize)
+                .sum();
+            let mut samples = Vec::with_capacity(capacity);
             for c in &s.chunks {
                 if c.max_time_ms < min_ms || c.min_time_ms > max_ms {
                     continue;
@@ -224,43 +236,60 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// Reads bits most significant first, as Prometheus' `bstream` writes them.
+/// Reads bits most significant first, as Prometheus' `bstream` writes them, through a 64-bit buffer.
 struct Bits<'a> {
     data: &'a [u8],
-    /// Position in bits.
+    /// Next byte to load into `acc`.
     pos: usize,
+    /// Buffered bits, left-aligned.
+    acc: u64,
+    /// How many bits of `acc` are valid.
+    valid: u32,
 }
 
-impl Bits<'_> {
+impl<'a> Bits<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            acc: 0,
+            valid: 0,
+        }
+    }
+
+    #[inline]
+    fn refill(&mut self) {
+        while self.valid <= 56 && self.pos < self.data.len() {
+            self.acc |= u64::from(self.data[self.pos]) << (56 - self.valid);
+            self.valid += 8;
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
     fn read(&mut self, n: u32) -> Result<u64, String> {
-        debug_assert!(n <= 64);
         if n == 0 {
             return Ok(0);
         }
-        if self.pos + n as usize > self.data.len() * 8 {
-            return Err("chunk ends mid-sample".into());
+        if n > 56 {
+            let high = self.read(n - 32)?;
+            return Ok(high << 32 | self.read(32)?);
         }
-        let mut v = 0u64;
-        let mut left = n;
-        while left > 0 {
-            let byte = self.data[self.pos / 8];
-            let offset = (self.pos % 8) as u32;
-            let take = (8 - offset).min(left);
-            let bits = (u64::from(byte) >> (8 - offset - take)) & ((1u64 << take) - 1);
-            v = if take == 64 { bits } else { (v << take) | bits };
-            left -= take;
-            self.pos += take as usize;
+        if self.valid < n {
+            self.refill();
+            if self.valid < n {
+                return Err("chunk ends mid-sample".into());
+            }
         }
+        let v = self.acc >> (64 - n);
+        self.acc <<= n;
+        self.valid -= n;
         Ok(v)
     }
 
+    #[inline]
     fn bit(&mut self) -> Result<bool, String> {
-        if self.pos >= self.data.len() * 8 {
-            return Err("chunk ends mid-sample".into());
-        }
-        let b = self.data[self.pos / 8] >> (7 - self.pos % 8) & 1;
-        self.pos += 1;
-        Ok(b == 1)
+        Ok(self.read(1)? == 1)
     }
 
     fn uvarint(&mut self) -> Result<u64, String> {
@@ -292,10 +321,7 @@ pub fn decode_xor(
         return Err("chunk shorter than its header".into());
     }
     let n = u16::from_be_bytes([chunk[0], chunk[1]]) as usize;
-    let mut r = Bits {
-        data: &chunk[2..],
-        pos: 0,
-    };
+    let mut r = Bits::new(&chunk[2..]);
     let (mut t, mut delta, mut val) = (0i64, 0i64, 0u64);
     let (mut leading, mut trailing) = (0u32, 0u32);
     for i in 0..n {
@@ -538,7 +564,7 @@ pub mod tests {
                 min_time_ms: samples[0].0,
                 max_time_ms: samples.last().unwrap().0,
                 r#type: XOR,
-                data: encode_xor(samples),
+                data: encode_xor(samples).into(),
             }],
         };
         let mut body = frame(&ChunkedReadResponse {
@@ -553,6 +579,7 @@ pub mod tests {
             chunked_series: vec![series("b", &[(1_000, 7.0)])],
             query_index: 1,
         }));
+        let body = bytes::Bytes::from(body);
         let got = decode_stream(&body, &[(0, 3_000), (0, 10_000)]).unwrap();
         assert_eq!(got[0].len(), 1);
         assert_eq!(got[0][0].label("pod"), "a");
@@ -563,12 +590,13 @@ pub mod tests {
         );
         assert_eq!(got[1][0].samples, vec![(1_000, 7.0)]);
 
-        let mut bad = body.clone();
+        let mut bad = body.to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
-        let e = decode_stream(&bad, &[(0, 3_000), (0, 10_000)]).unwrap_err();
+        let e = decode_stream(&bad.into(), &[(0, 3_000), (0, 10_000)]).unwrap_err();
         assert!(e.0.contains("frame 2: checksum"), "{e}");
-        let e = decode_stream(&body[..body.len() - 3], &[(0, 3_000), (0, 10_000)]).unwrap_err();
+        let e =
+            decode_stream(&body.slice(..body.len() - 3), &[(0, 3_000), (0, 10_000)]).unwrap_err();
         assert!(e.0.contains("cut short"), "{e}");
         let e = decode_stream(&body, &[(0, 3_000)]).unwrap_err();
         assert!(e.0.contains("query index 1 out of range"), "{e}");

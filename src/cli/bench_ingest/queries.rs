@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::scrape::client::RecordedRequest;
+use crate::scrape::client::{RecordedRequest, remote_read_request};
+use crate::scrape::remote;
 use crate::simulate::{Cluster, Kind};
 
 /// What a set of requests cost: counted from the answers, and timed by Prometheus itself
@@ -72,6 +73,49 @@ impl Target {
             .timeout(std::time::Duration::from_secs(600))
             .build()?;
         Ok(Self { http, base })
+    }
+
+    /// Sends one recorded request: a range or instant query, or a remote read.
+    async fn replay_one(&self, r: &RecordedRequest, stats: bool) -> anyhow::Result<Cost> {
+        match &r.body {
+            Some(body) => self.remote_read(&r.path, body, stats).await,
+            None => Ok(self.send(&r.path, &r.params, stats).await?.0),
+        }
+    }
+
+    /// A remote read. Prometheus reports no statistics for it; with `stats` the answer is decoded and
+    /// its raw samples counted as both returned and loaded (remote read loads nothing else).
+    async fn remote_read(&self, path: &str, body: &[u8], stats: bool) -> anyhow::Result<Cost> {
+        let req = remote_read_request(self.http.post(self.base.join(path)?), body);
+        let resp = req.send().await?;
+        let status = resp.status();
+        let answer = resp.bytes().await?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "{path} answered {status}: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            );
+        }
+        let mut cost = Cost {
+            queries: 1,
+            bytes: answer.len() as u64,
+            ..Cost::default()
+        };
+        if stats {
+            let ranges: Vec<(i64, i64)> = remote::decode_request(body)?
+                .queries
+                .iter()
+                .map(|q| (q.start_timestamp_ms, q.end_timestamp_ms))
+                .collect();
+            let series = remote::decode_stream(&answer, &ranges)?;
+            cost.samples = series
+                .iter()
+                .flatten()
+                .map(|s| s.samples.len() as u64)
+                .sum();
+            cost.queryable_samples = cost.samples;
+        }
+        Ok(cost)
     }
 
     /// Sends one request; with `stats`, asks Prometheus for its own timings and returns the parsed answer.
@@ -146,8 +190,7 @@ pub async fn replay(
             let Some(r) = requests.get(i) else {
                 return Ok::<_, anyhow::Error>(cost);
             };
-            let (c, _) = target.send(&r.path, &r.params, stats).await?;
-            cost.add(&c);
+            cost.add(&target.replay_one(r, stats).await?);
         }
     };
     let results = futures_util::future::join_all((0..concurrency.max(1)).map(|_| worker())).await;
