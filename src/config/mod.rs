@@ -122,6 +122,9 @@ pub struct ScrapeSettings {
     pub timeout_secs: u64,
     /// Range queries are split so no series exceeds this many points.
     pub max_points_per_query: u64,
+    /// Remote read: evaluated samples one request may bring at most (windows shrink to fit); bounds the
+    /// memory a window takes, about 16 bytes a raw sample.
+    pub max_samples_per_read: u64,
     /// Recent samples younger than this are left for the next scrape.
     pub settle_secs: u64,
 }
@@ -375,6 +378,13 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "scrape.max_points_per_query",
                 "must be between 2 and 11000 (Prometheus' limit per series)",
+            ));
+        }
+
+        if s.max_samples_per_read < 1_000 {
+            return Err(ConfigError::invalid(
+                "scrape.max_samples_per_read",
+                "must be at least 1000",
             ));
         }
 

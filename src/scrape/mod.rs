@@ -262,11 +262,6 @@ pub struct SourceScraper {
 /// Samples one query may bring back at most; windows shrink to fit. Keeps answers around tens of MB.
 const SAMPLE_BUDGET: u64 = 1_500_000;
 
-/// The same for remote read, whose answers are compact chunks and whose windows have no points limit:
-/// larger windows send fewer chunks twice (a chunk reaching over a window's edge goes out with both
-/// windows) and make the source re-encode fewer of them. About 100 MB of raw samples per window at most.
-const REMOTE_SAMPLE_BUDGET: u64 = 6_000_000;
-
 impl SourceScraper {
     pub async fn new(
         src: &SourceSettings,
@@ -374,7 +369,10 @@ impl SourceScraper {
     ) -> Result<(), Error> {
         let (max_points, budget) = match self.read {
             ReadApi::QueryRange => (self.settings.max_points_per_query as i64, SAMPLE_BUDGET),
-            ReadApi::RemoteRead => (10_000_000, REMOTE_SAMPLE_BUDGET),
+            // Remote read has no points limit, and answers are compact chunks: windows are bounded by
+            // `max_samples_per_read` alone. Larger windows send fewer chunks twice (a chunk reaching
+            // over a window's edge goes out with both) and make the source re-encode fewer of them.
+            ReadApi::RemoteRead => (10_000_000, self.settings.max_samples_per_read),
         };
         // Start small and grow: the first answer tells how many series a window holds.
         let mut points = 60.min(max_points);
