@@ -80,77 +80,42 @@ impl Expr {
         lookback_ms: i64,
     ) -> QueryResult {
         let steps = ((end - start).div_euclid(step) + 1).max(0) as usize;
+        // The series of each group, in the order they came (the order Prometheus aggregates them in).
         let mut index: HashMap<Vec<&str>, usize> = HashMap::new();
-        let mut groups: Vec<(Vec<&str>, Vec<Option<f64>>)> = Vec::new();
-        let mut live: Vec<(i64, f64)> = Vec::new();
+        let mut groups: Vec<(Vec<&str>, Vec<&RawSeries>)> = Vec::new();
         for s in series {
             let key: Vec<&str> = self.by.iter().map(|l| s.label(l)).collect();
-            let g = *index.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, vec![None; steps]));
-                groups.len() - 1
-            });
-            let slots = &mut groups[g].1;
-            let mut put = |k: usize, v: f64| {
-                let slot = &mut slots[k];
-                *slot = Some(match (*slot, self.agg) {
-                    (None, _) => v,
-                    (Some(a), Agg::Sum) => a + v,
-                    (Some(a), Agg::Max) if a < v || a.is_nan() => v,
-                    (Some(a), Agg::Max) => a,
-                });
-            };
-            let (Some(first), Some(last)) = (s.samples.first(), s.samples.last()) else {
-                continue;
-            };
-            // Only the steps the series can reach.
-            let from = (first.0 - start * 1000).div_euclid(step * 1000).max(0) as usize;
-            let to = ((last.0 + self.reach_ms(lookback_ms) - start * 1000).div_euclid(step * 1000)
-                + 1)
-            .clamp(0, steps as i64) as usize;
-            match self.func {
-                Func::Instant => {
-                    let mut i = 0;
-                    for k in from..to {
-                        let t = (start + k as i64 * step) * 1000;
-                        while i < s.samples.len() && s.samples[i].0 <= t {
-                            i += 1;
-                        }
-                        if i == 0 {
-                            continue;
-                        }
-                        let (ts, v) = s.samples[i - 1];
-                        if ts >= t - lookback_ms && !is_stale(v) {
-                            put(k, v);
-                        }
-                    }
-                }
-                Func::Rate { range_ms } => {
-                    live.clear();
-                    live.extend(s.samples.iter().filter(|p| !is_stale(p.1)));
-                    let (mut lo, mut hi) = (0, 0);
-                    for k in from..to {
-                        let t = (start + k as i64 * step) * 1000;
-                        while hi < live.len() && live[hi].0 <= t {
-                            hi += 1;
-                        }
-                        while lo < hi && live[lo].0 < t - range_ms {
-                            lo += 1;
-                        }
-                        if hi - lo >= 2 {
-                            put(k, rate(&live[lo..hi], t - range_ms, t, range_ms));
-                        }
-                    }
+            match index.get(&key) {
+                Some(&g) => groups[g].1.push(s),
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![s]));
                 }
             }
         }
         let mut out = QueryResult::default();
-        for (key, slots) in groups {
-            let mut points = Vec::new();
-            for (k, v) in slots.into_iter().enumerate() {
-                match v {
-                    Some(v) if v.is_finite() => points.push((start + k as i64 * step, v)),
-                    Some(_) => out.dropped_non_finite += 1,
-                    None => {}
+        let mut values: Vec<(usize, f64)> = Vec::new();
+        let mut live: Vec<(i64, f64)> = Vec::new();
+        for (key, members) in groups {
+            values.clear();
+            for s in &members {
+                self.evaluate(s, (start, step, steps), lookback_ms, &mut live, &mut values);
+            }
+            if members.len() > 1 {
+                // Stable: each step's values stay in series order.
+                values.sort_by_key(|v| v.0);
+            }
+            let mut points = Vec::with_capacity(values.len());
+            for run in values.chunk_by(|a, b| a.0 == b.0) {
+                let v = run[1..].iter().fold(run[0].1, |a, &(_, v)| match self.agg {
+                    Agg::Sum => a + v,
+                    Agg::Max if a < v || a.is_nan() => v,
+                    Agg::Max => a,
+                });
+                if v.is_finite() {
+                    points.push((start + run[0].0 as i64 * step, v));
+                } else {
+                    out.dropped_non_finite += 1;
                 }
             }
             if points.is_empty() {
@@ -166,6 +131,59 @@ impl Expr {
             out.series.push(Series { labels, points });
         }
         out
+    }
+
+    /// Appends the value of `func(s)` at every step where it has one, as (step index, value).
+    fn evaluate(
+        &self,
+        s: &RawSeries,
+        (start, step, steps): (i64, i64, usize),
+        lookback_ms: i64,
+        live: &mut Vec<(i64, f64)>,
+        out: &mut Vec<(usize, f64)>,
+    ) {
+        let (Some(first), Some(last)) = (s.samples.first(), s.samples.last()) else {
+            return;
+        };
+        // Only the steps the series can reach.
+        let from = (first.0 - start * 1000).div_euclid(step * 1000).max(0) as usize;
+        let to = ((last.0 + self.reach_ms(lookback_ms) - start * 1000).div_euclid(step * 1000) + 1)
+            .clamp(0, steps as i64) as usize;
+        match self.func {
+            Func::Instant => {
+                let mut i = 0;
+                for k in from..to {
+                    let t = (start + k as i64 * step) * 1000;
+                    while i < s.samples.len() && s.samples[i].0 <= t {
+                        i += 1;
+                    }
+                    if i == 0 {
+                        continue;
+                    }
+                    let (ts, v) = s.samples[i - 1];
+                    if ts >= t - lookback_ms && !is_stale(v) {
+                        out.push((k, v));
+                    }
+                }
+            }
+            Func::Rate { range_ms } => {
+                live.clear();
+                live.extend(s.samples.iter().filter(|p| !is_stale(p.1)));
+                let (mut lo, mut hi) = (0, 0);
+                for k in from..to {
+                    let t = (start + k as i64 * step) * 1000;
+                    while hi < live.len() && live[hi].0 <= t {
+                        hi += 1;
+                    }
+                    while lo < hi && live[lo].0 < t - range_ms {
+                        lo += 1;
+                    }
+                    if hi - lo >= 2 {
+                        out.push((k, rate(&live[lo..hi], t - range_ms, t, range_ms)));
+                    }
+                }
+            }
+        }
     }
 
     /// `last_over_time((expr)[span:step])` at `end`: every group present at one of the subquery's steps

@@ -67,16 +67,23 @@ impl Store {
     ) -> Result<Option<WriteStats>> {
         let ids: Vec<i64> = incoming.iter().map(|(k, _)| k.0).collect();
         let starts: Vec<i64> = incoming.iter().map(|(k, _)| k.1).collect();
+        let lo = starts.iter().copied().min().unwrap_or(0);
+        let hi = starts.iter().copied().max().unwrap_or(0);
         let mut tx = self.pool.begin().await?;
+        // The bounds let Postgres skip the day partitions the batch cannot touch; without them every
+        // key is looked up in every partition.
         let existing = sqlx::query!(
             r#"select c.series_id, extract(epoch from c.chunk_start)::bigint as "chunk_start!", c.data
                from sample_chunk c
                join unnest($1::bigint[], $2::bigint[]) as k(series_id, start)
                  on c.series_id = k.series_id and c.chunk_start = to_timestamp(k.start)
+               where c.chunk_start >= to_timestamp($3) and c.chunk_start <= to_timestamp($4)
                order by c.series_id, c.chunk_start
                for update of c"#,
             &ids,
-            &starts
+            &starts,
+            lo as f64,
+            hi as f64
         )
         .fetch_all(&mut *tx)
         .await?;
