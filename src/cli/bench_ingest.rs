@@ -279,10 +279,16 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
 
     let rows = store.export_chunk_rows().await?;
     let stored_samples: i64 = rows.iter().map(|r| i64::from(r.n_samples)).sum();
-    store.truncate_samples().await?;
-    let t = Instant::now();
-    let copied = store.copy_chunk_rows_raw(&rows).await?;
-    let copy_secs = t.elapsed().as_secs_f64();
+    // The best of three: the raw speed is a ceiling, and one COPY's time varies with what Postgres'
+    // checkpointer and the other processes are doing at that moment.
+    let mut copy_secs = f64::INFINITY;
+    let mut copied = 0;
+    for _ in 0..3 {
+        store.truncate_samples().await?;
+        let t = Instant::now();
+        copied = store.copy_chunk_rows_raw(&rows).await?;
+        copy_secs = copy_secs.min(t.elapsed().as_secs_f64());
+    }
     let copy_rate = stored_samples as f64 / copy_secs;
 
     println!("metric,value");
