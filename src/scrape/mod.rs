@@ -259,6 +259,9 @@ pub struct SourceScraper {
     lookback_ms: i64,
 }
 
+/// Windows shorter than this are read with range queries even from a remote-read source.
+const REMOTE_READ_MIN_SECS: i64 = 6 * 3_600;
+
 /// Samples one query may bring back at most; windows shrink to fit. Keeps answers around tens of MB.
 const SAMPLE_BUDGET: u64 = 1_500_000;
 
@@ -461,7 +464,7 @@ impl SourceScraper {
         counters: &Counters,
     ) -> Result<JobResults, Error> {
         let Window { start, end, step } = w;
-        if self.read == ReadApi::RemoteRead {
+        if self.remote_window(w) {
             return self.fetch_remote(job, w, counters).await;
         }
         let q = &self.queries;
@@ -495,6 +498,13 @@ impl SourceScraper {
                 JobResults::Two(th, pe)
             }
         })
+    }
+
+    /// Whether a window is read with remote read. Chunks come whole (up to 120 samples each), so for a
+    /// short window (a steady-state cycle) the source would send and Headroom decode far more samples
+    /// than the window holds: range queries are cheaper there, and store the same values.
+    fn remote_window(&self, w: Window) -> bool {
+        self.read == ReadApi::RemoteRead && w.end - w.start >= REMOTE_READ_MIN_SECS
     }
 
     /// `fetch_results` through remote read: one request for the job's series, evaluated here.
@@ -579,7 +589,7 @@ impl SourceScraper {
         let own = cell
             .get_or_try_init(|| async {
                 let span = end - start + 3_600;
-                if self.read == ReadApi::RemoteRead {
+                if self.remote_window(w) {
                     let lookback = self.lookback_ms;
                     let specs = vec![
                         (exprs::POD_OWNER, end - span, end),
