@@ -377,8 +377,14 @@ impl SourceScraper {
             // over a window's edge goes out with both) and make the source re-encode fewer of them.
             ReadApi::RemoteRead => (10_000_000, self.settings.max_samples_per_read),
         };
-        // Start small and grow: the first answer tells how many series a window holds.
-        let mut points = 60.min(max_points);
+        // Start small and grow: the first answer tells how many series a window holds. A remote-read
+        // source starts with a window long enough to be read remotely even after the cut to a chunk
+        // boundary (range queries over a first window cost the source more than the rest together).
+        let first = match self.read {
+            ReadApi::QueryRange => 60,
+            ReadApi::RemoteRead => (2 * REMOTE_READ_MIN_SECS / step + 1).max(60),
+        };
+        let mut points = first.min(max_points);
         let mut window = Window::of(start, points, step, end);
         let mut fetched = self.fetch_job(job, window, counters).await;
         loop {
