@@ -462,47 +462,64 @@ impl SourceScraper {
         Ok(out)
     }
 
-    /// The raw answers of one job's queries for one window.
+    /// The queries of a job: its PromQL, the same as an expression evaluated over remote-read series, and
+    /// the first step each is evaluated at. Restart counters start one step early: the first point of each
+    /// pod is only the counter's baseline.
+    fn job_queries(&self, job: Job, w: Window) -> Vec<(&str, eval::Expr, i64)> {
+        let q = &self.queries;
+        let (start, baseline) = (w.start, w.start - w.step);
+        match job {
+            Job::CpuUsage => vec![(&q.cpu_usage, exprs::CPU_USAGE, start)],
+            Job::MemoryUsage => vec![(&q.memory_usage, exprs::MEMORY_USAGE, start)],
+            Job::Requests => vec![(&q.requests, exprs::REQUESTS, start)],
+            Job::Limits => vec![(&q.limits, exprs::LIMITS, start)],
+            Job::Restarts => vec![
+                (&q.restarts, exprs::RESTARTS, baseline),
+                (&q.oom_kills, exprs::OOM_KILLS, baseline),
+            ],
+            Job::Throttling => vec![
+                (&q.throttled_periods, exprs::THROTTLED_PERIODS, start),
+                (&q.cfs_periods, exprs::CFS_PERIODS, start),
+            ],
+        }
+    }
+
+    /// The raw answers of one job's queries for one window: range queries, or one remote read evaluated
+    /// here.
     async fn fetch_results(
         &self,
         job: Job,
         w: Window,
         counters: &Counters,
     ) -> Result<JobResults, Error> {
-        let Window { start, end, step } = w;
-        if self.remote_window(w) {
-            return self.fetch_remote(job, w, counters).await;
-        }
-        let q = &self.queries;
-        let range = |query: &str, from: i64| {
-            let query = query.to_string();
-            async move {
+        let Window { end, step, .. } = w;
+        let queries = self.job_queries(job, w);
+        let results = if self.remote_window(w) {
+            let specs = queries.iter().map(|&(_, e, from)| (e, from)).collect();
+            let lookback = self.lookback_ms;
+            let results = self
+                .remote(specs, end, counters, move |e, series, from| {
+                    e.range(series, (from, end, step), lookback)
+                })
+                .await?;
+            for r in &results {
+                self.account(r, counters);
+            }
+            results
+        } else {
+            futures_util::future::try_join_all(queries.iter().map(|&(query, _, from)| async move {
                 counters.queries.fetch_add(1, Ordering::Relaxed);
-                let r = self.client.query_range(&query, from, end, step).await?;
+                let r = self.client.query_range(query, from, end, step).await?;
                 self.account(&r, counters);
                 Ok::<QueryResult, Error>(r)
-            }
+            }))
+            .await?
         };
-        Ok(match job {
-            Job::CpuUsage => JobResults::One(range(&q.cpu_usage, start).await?),
-            Job::MemoryUsage => JobResults::One(range(&q.memory_usage, start).await?),
-            Job::Requests => JobResults::One(range(&q.requests, start).await?),
-            Job::Limits => JobResults::One(range(&q.limits, start).await?),
-            // One step earlier: the first point of each pod is only the counter's baseline.
-            Job::Restarts => {
-                let (counters_r, flags) = tokio::try_join!(
-                    range(&q.restarts, start - step),
-                    range(&q.oom_kills, start - step)
-                )?;
-                JobResults::Two(counters_r, flags)
-            }
-            Job::Throttling => {
-                let (th, pe) = tokio::try_join!(
-                    range(&q.throttled_periods, start),
-                    range(&q.cfs_periods, start)
-                )?;
-                JobResults::Two(th, pe)
-            }
+        let mut results = results.into_iter();
+        let first = results.next().unwrap_or_default();
+        Ok(match results.next() {
+            None => JobResults::One(first),
+            Some(second) => JobResults::Two(first, second),
         })
     }
 
@@ -513,64 +530,25 @@ impl SourceScraper {
         self.read == ReadApi::RemoteRead && w.end - w.start >= REMOTE_READ_MIN_SECS
     }
 
-    /// `fetch_results` through remote read: one request for the job's series, evaluated here.
-    async fn fetch_remote(
-        &self,
-        job: Job,
-        w: Window,
-        counters: &Counters,
-    ) -> Result<JobResults, Error> {
-        let Window { start, end, step } = w;
-        let specs = match job {
-            Job::CpuUsage => vec![(exprs::CPU_USAGE, start, end)],
-            Job::MemoryUsage => vec![(exprs::MEMORY_USAGE, start, end)],
-            Job::Requests => vec![(exprs::REQUESTS, start, end)],
-            Job::Limits => vec![(exprs::LIMITS, start, end)],
-            // One step earlier, as with range queries: the first point is only the counter's baseline.
-            Job::Restarts => vec![
-                (exprs::RESTARTS, start - step, end),
-                (exprs::OOM_KILLS, start - step, end),
-            ],
-            Job::Throttling => vec![
-                (exprs::THROTTLED_PERIODS, start, end),
-                (exprs::CFS_PERIODS, start, end),
-            ],
-        };
-        let lookback = self.lookback_ms;
-        let results = self
-            .remote(specs, counters, move |e, series, from| {
-                e.range(series, (from, end, step), lookback)
-            })
-            .await?;
-        for r in &results {
-            self.account(r, counters);
-        }
-        let mut results = results.into_iter();
-        let first = results.next().unwrap_or_default();
-        Ok(match results.next() {
-            None => JobResults::One(first),
-            Some(second) => JobResults::Two(first, second),
-        })
-    }
-
-    /// Reads the series of `specs` (an expression and the first and last steps it is evaluated at) in
+    /// Reads the series of `specs` (an expression and the first step it is evaluated at, up to `end`) in
     /// one remote-read request and evaluates each with `eval`, off the async threads.
     async fn remote(
         &self,
-        specs: Vec<(eval::Expr, i64, i64)>,
+        specs: Vec<(eval::Expr, i64)>,
+        end: i64,
         counters: &Counters,
         eval: impl Fn(&eval::Expr, &[remote::RawSeries], i64) -> QueryResult + Send + 'static,
     ) -> Result<Vec<QueryResult>, Error> {
         counters.queries.fetch_add(1, Ordering::Relaxed);
         let queries = specs
             .iter()
-            .map(|(e, from, to)| e.query(*from, *to, self.lookback_ms));
+            .map(|(e, from)| e.query(*from, end, self.lookback_ms));
         let raw = self.client.remote_read(queries.collect()).await?;
         let started = Instant::now();
         let results = tokio::task::spawn_blocking(move || {
             raw.iter()
                 .zip(&specs)
-                .map(|(series, (e, from, _))| eval(e, series, *from))
+                .map(|(series, (e, from))| eval(e, series, *from))
                 .collect::<Vec<_>>()
         })
         .await
@@ -598,11 +576,11 @@ impl SourceScraper {
                 if self.remote_window(w) {
                     let lookback = self.lookback_ms;
                     let specs = vec![
-                        (exprs::POD_OWNER, end - span, end),
-                        (exprs::REPLICASET_OWNER, end - span, end),
+                        (exprs::POD_OWNER, end - span),
+                        (exprs::REPLICASET_OWNER, end - span),
                     ];
                     let r = self
-                        .remote(specs, counters, move |e, series, _| {
+                        .remote(specs, end, counters, move |e, series, _| {
                             e.last_over(series, (end, span, step), lookback)
                         })
                         .await?;
