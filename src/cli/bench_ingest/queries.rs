@@ -8,7 +8,6 @@
 //! the whole history: a CPU percentile (`quantile_over_time` of `rate`), the peak memory
 //! (`max_over_time`), and the number of CPU and memory points (`count_over_time`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -87,20 +86,7 @@ impl Target {
     /// its raw samples counted as both returned and loaded (remote read loads nothing else).
     async fn remote_read(&self, path: &str, body: &[u8], stats: bool) -> anyhow::Result<Cost> {
         let req = remote_read_request(self.http.post(self.base.join(path)?), body);
-        let resp = req.send().await?;
-        let status = resp.status();
-        let answer = resp.bytes().await?;
-        if !status.is_success() {
-            anyhow::bail!(
-                "{path} answered {status}: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(300)])
-            );
-        }
-        let mut cost = Cost {
-            queries: 1,
-            bytes: answer.len() as u64,
-            ..Cost::default()
-        };
+        let (mut cost, answer) = answered(path, req).await?;
         if stats {
             let ranges: Vec<(i64, i64)> = remote::decode_request(body)?
                 .queries
@@ -129,20 +115,7 @@ impl Target {
         if stats {
             req = req.query(&[("stats", "all")]);
         }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        if !status.is_success() {
-            anyhow::bail!(
-                "{path} answered {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-            );
-        }
-        let mut cost = Cost {
-            queries: 1,
-            bytes: body.len() as u64,
-            ..Cost::default()
-        };
+        let (mut cost, body) = answered(path, req).await?;
         if !stats {
             return Ok((cost, None));
         }
@@ -173,6 +146,55 @@ impl Target {
     }
 }
 
+/// Sends a request and reads its answer: the cost of one query of that many bytes, or the error the
+/// source answered.
+async fn answered(
+    path: &str,
+    req: reqwest::RequestBuilder,
+) -> anyhow::Result<(Cost, bytes::Bytes)> {
+    let resp = req.send().await?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "{path} answered {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+    }
+    let cost = Cost {
+        queries: 1,
+        bytes: body.len() as u64,
+        ..Cost::default()
+    };
+    Ok((cost, body))
+}
+
+/// Runs `each` over `items`, `concurrency` at a time, and adds up their costs.
+async fn each_concurrently<'a, T, F, Fut>(
+    items: &'a [T],
+    concurrency: usize,
+    each: F,
+) -> anyhow::Result<Cost>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Cost>>,
+{
+    let next = AtomicUsize::new(0);
+    let worker = || async {
+        let mut cost = Cost::default();
+        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+            cost.add(&each(item).await?);
+        }
+        Ok::<_, anyhow::Error>(cost)
+    };
+    let results = futures_util::future::join_all((0..concurrency.max(1)).map(|_| worker())).await;
+    let mut total = Cost::default();
+    for r in results {
+        total.add(&r?);
+    }
+    Ok(total)
+}
+
 /// Sends `requests` again, `concurrency` at a time. Without `stats` the answers are read and dropped (the
 /// source's own serving speed); with it they are counted and timed by Prometheus.
 pub async fn replay(
@@ -182,22 +204,8 @@ pub async fn replay(
     stats: bool,
 ) -> anyhow::Result<Cost> {
     let started = Instant::now();
-    let next = AtomicUsize::new(0);
-    let worker = || async {
-        let mut cost = Cost::default();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(r) = requests.get(i) else {
-                return Ok::<_, anyhow::Error>(cost);
-            };
-            cost.add(&target.replay_one(r, stats).await?);
-        }
-    };
-    let results = futures_util::future::join_all((0..concurrency.max(1)).map(|_| worker())).await;
-    let mut total = Cost::default();
-    for r in results {
-        total.add(&r?);
-    }
+    let mut total =
+        each_concurrently(requests, concurrency, |r| target.replay_one(r, stats)).await?;
     total.wall_seconds = started.elapsed().as_secs_f64();
     Ok(total)
 }
@@ -237,23 +245,11 @@ pub async fn krr_cycle(
         ];
         target.send("api/v1/query_range", &params, true).await?.0
     };
-    let next = AtomicUsize::new(0);
-    let (history, step) = (Arc::new(history), Arc::new(step));
-    let worker = || async {
-        let mut cost = Cost::default();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&(ns, kind, name, container)) = objects.get(i) else {
-                return Ok::<_, anyhow::Error>(cost);
-            };
-            let c = krr_object(target, ns, kind, name, container, end, &history, &step).await?;
-            cost.add(&c);
-        }
-    };
-    let results = futures_util::future::join_all((0..concurrency.max(1)).map(|_| worker())).await;
-    for r in results {
-        total.add(&r?);
-    }
+    let objects = each_concurrently(&objects, concurrency, |&(ns, kind, name, container)| {
+        krr_object(target, ns, kind, name, container, end, &history, &step)
+    })
+    .await?;
+    total.add(&objects);
     total.wall_seconds = started.elapsed().as_secs_f64();
     Ok(total)
 }
