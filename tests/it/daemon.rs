@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use headroom::simulate::{ClusterSpec, simulate};
+use headroom::simulate::ClusterSpec;
 use sqlx::PgPool;
 
 use crate::prom::{TestPrometheus, temp_dir};
@@ -36,10 +36,7 @@ async fn the_daemon_scrapes_assesses_serves_and_stops_on_sigterm(pool: PgPool) {
         step: 300,
         seed: 3,
     };
-    let mut om = Vec::new();
-    simulate(&spec, &mut om).unwrap();
-    let prom = TestPrometheus::start(&om);
-    drop(om);
+    let (_, prom) = TestPrometheus::simulated(&spec);
 
     let dir = temp_dir("daemon");
     let config = dir.join("headroom.toml");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use headroom::config::Settings;
 use headroom::metrics::Metrics;
 use headroom::scrape::{RunOptions, SourceScraper};
-use headroom::simulate::{ClusterSpec, simulate};
+use headroom::simulate::ClusterSpec;
 use headroom::store::Store;
 use sqlx::PgPool;
 
@@ -198,10 +198,7 @@ async fn postgres_restarted_during_ingest_loses_and_duplicates_nothing(reference
         step: 300,
         seed: 5,
     };
-    let mut om = Vec::new();
-    simulate(&spec, &mut om).unwrap();
-    let prom = TestPrometheus::start(&om);
-    drop(om);
+    let (_, prom) = TestPrometheus::simulated(&spec);
     // The proxy holds every request after the first OPEN, so the outage lands mid-backfill.
     let proxy = FaultProxy::start_gated(&prom.url, vec![], OPEN).await;
 

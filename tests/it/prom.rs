@@ -40,6 +40,15 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 impl TestPrometheus {
+    /// Simulates the cluster of `spec` and starts Prometheus on its history.
+    pub fn simulated(
+        spec: &headroom::simulate::ClusterSpec,
+    ) -> (headroom::simulate::Cluster, Self) {
+        let mut om = Vec::new();
+        let (cluster, _) = headroom::simulate::simulate(spec, &mut om).unwrap();
+        (cluster, Self::start(&om))
+    }
+
     /// Backfills `openmetrics` (text ending in `# EOF`) and starts Prometheus on it.
     pub fn start(openmetrics: &[u8]) -> Self {
         let dir = temp_dir("prom");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use headroom::config::Settings;
 use headroom::scrape::SourceReport;
-use headroom::simulate::{ClusterSpec, simulate};
+use headroom::simulate::ClusterSpec;
 use headroom::store::Store;
 use sqlx::PgPool;
 
@@ -138,10 +138,7 @@ async fn remote_read_stores_what_range_queries_store(pool: PgPool) {
         step: STEP,
         seed: 5,
     };
-    let mut om = Vec::new();
-    simulate(&spec, &mut om).unwrap();
-    let prom = TestPrometheus::start(&om);
-    drop(om);
+    let (_, prom) = TestPrometheus::simulated(&spec);
     let store = Store::from_pool(pool.clone());
     let s = settings(&prom.url, &prom.url, 700);
     // Stop short of the end first, so the second run is an incremental one from the marks.
@@ -207,9 +204,7 @@ async fn remote_read_faults_are_retried_and_lose_nothing(pool: PgPool) {
         step: STEP,
         seed: 2,
     };
-    let mut om = Vec::new();
-    simulate(&spec, &mut om).unwrap();
-    let prom = TestPrometheus::start(&om);
+    let (_, prom) = TestPrometheus::simulated(&spec);
     let proxy = FaultProxy::start(
         &prom.url,
         vec![

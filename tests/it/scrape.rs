@@ -8,7 +8,7 @@ use headroom::config::Settings;
 use headroom::metrics::{Metrics, SourceLabels};
 use headroom::scrape::client::ScrapeError;
 use headroom::scrape::{RunOptions, SourceScraper};
-use headroom::simulate::{Behaviour, Cluster, ClusterSpec, Container, Workload, simulate};
+use headroom::simulate::{Behaviour, Cluster, ClusterSpec, Container, Workload};
 use headroom::store::Store;
 use sqlx::PgPool;
 
@@ -441,10 +441,7 @@ async fn a_simulated_cluster_comes_out_with_its_true_workloads_replicas_and_oom_
         step: STEP,
         seed: 3,
     };
-    let mut om = Vec::new();
-    let (cluster, _) = simulate(&spec, &mut om).unwrap();
-    let prom = TestPrometheus::start(&om);
-    drop(om);
+    let (cluster, prom) = TestPrometheus::simulated(&spec);
     let store = Store::from_pool(pool.clone());
     let end = sim_end - STEP;
     let report = scrape(&store, &prom.url, end, days * 86_400).await.unwrap();
@@ -600,9 +597,7 @@ async fn federate_reads_the_current_requests_limits_and_owners_of_a_live_cluster
         step: STEP,
         seed: 5,
     };
-    let mut om = Vec::new();
-    let (cluster, _) = simulate(&spec, &mut om).unwrap();
-    let prom = TestPrometheus::start(&om);
+    let (cluster, prom) = TestPrometheus::simulated(&spec);
     let store = Store::from_pool(pool.clone());
     let s = settings(&prom.url);
     let scraper = SourceScraper::new(&s.sources[0], &s.scrape, store.clone(), Metrics::new())
