@@ -152,9 +152,8 @@ pub fn decode_stream(
     let mut rest: &[u8] = body;
     let mut frame = 0usize;
     while !rest.is_empty() {
-        let (len, used) =
-            uvarint(rest).ok_or_else(|| WireError(format!("frame {frame}: bad length prefix")))?;
-        rest = &rest[used..];
+        let len = prost::encoding::decode_varint(&mut rest)
+            .map_err(|_| WireError(format!("frame {frame}: bad length prefix")))?;
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l + 4 <= rest.len())
@@ -183,18 +182,17 @@ pub fn decode_stream(
             let mut labels: Vec<(String, String)> =
                 s.labels.into_iter().map(|l| (l.name, l.value)).collect();
             labels.sort_unstable();
+            let in_range = |c: &&Chunk| c.max_time_ms >= min_ms && c.min_time_ms <= max_ms;
             // Each chunk's header gives its sample count.
             let capacity = s
                 .chunks
                 .iter()
-                .filter(|c| c.max_time_ms >= min_ms && c.min_time_ms <= max_ms && c.data.len() >= 2)
+                .filter(in_range)
+                .filter(|c| c.data.len() >= 2)
                 .map(|c| u16::from_be_bytes([c.data[0], c.data[1]]) as usize)
                 .sum();
             let mut samples = Vec::with_capacity(capacity);
-            for c in &s.chunks {
-                if c.max_time_ms < min_ms || c.min_time_ms > max_ms {
-                    continue;
-                }
+            for c in s.chunks.iter().filter(in_range) {
                 if c.r#type != XOR {
                     return Err(WireError(format!(
                         "frame {frame}: chunk encoding {} is not XOR (native histograms are not read)",
@@ -223,17 +221,6 @@ pub fn decode_stream(
         }
     }
     Ok(out)
-}
-
-fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte < 0x80 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 /// Reads bits most significant first, as Prometheus' `bstream` writes them, through a 64-bit buffer.
@@ -496,12 +483,7 @@ pub mod tests {
     pub fn frame(msg: &ChunkedReadResponse) -> Vec<u8> {
         let data = msg.encode_to_vec();
         let mut out = Vec::new();
-        let mut len = data.len() as u64;
-        while len >= 0x80 {
-            out.push(len as u8 | 0x80);
-            len >>= 7;
-        }
-        out.push(len as u8);
+        prost::encoding::encode_varint(data.len() as u64, &mut out);
         out.extend(Crc::<u32>::new(&CRC_32_ISCSI).checksum(&data).to_be_bytes());
         out.extend(data);
         out
