@@ -40,7 +40,7 @@ impl Store {
         // Two writers creating the same new chunk: the loser's copy meets the key, and the whole batch is
         // retried as a merge, so neither loses samples.
         for _attempt in 0..5 {
-            match self.try_write_chunks(&incoming).await {
+            match self.try_write_chunks(&incoming, (lo, hi)).await {
                 Ok(Some(stats)) => return Ok(stats),
                 Ok(None) => {}
                 // Another replica's retention dropped a partition this process thought it had: forget
@@ -61,14 +61,14 @@ impl Store {
         Err(StoreError::Contention)
     }
 
+    /// Writes the chunks in one transaction; `(lo, hi)` are their earliest and latest chunk starts.
     async fn try_write_chunks(
         &self,
         incoming: &[((i64, i64), Chunk)],
+        (lo, hi): (i64, i64),
     ) -> Result<Option<WriteStats>> {
         let ids: Vec<i64> = incoming.iter().map(|(k, _)| k.0).collect();
         let starts: Vec<i64> = incoming.iter().map(|(k, _)| k.1).collect();
-        let lo = starts.iter().copied().min().unwrap_or(0);
-        let hi = starts.iter().copied().max().unwrap_or(0);
         let mut tx = self.pool.begin().await?;
         // The bounds let Postgres skip the day partitions the batch cannot touch; without them every
         // key is looked up in every partition.
