@@ -87,8 +87,12 @@ impl Chunk {
         }
         let n = r.u64()? as usize;
         let cols = r.u64()? as usize;
-        // A damaged length must not make us allocate gigabytes: the values alone need 4 bytes each.
-        if n.saturating_mul(cols).saturating_mul(4) > bytes.len() || cols == 0 && n > 0 {
+        // A damaged length must not make us allocate gigabytes: the values alone need 4 bytes each, and
+        // even an empty chunk holds no more columns than it has bytes.
+        if n.saturating_mul(cols).saturating_mul(4) > bytes.len()
+            || cols == 0 && n > 0
+            || cols > bytes.len()
+        {
             return Err(CodecError::Inconsistent("length exceeds the data"));
         }
         let mut ts = Vec::with_capacity(n);
@@ -98,11 +102,13 @@ impl Chunk {
             while ts.len() < n {
                 let step = r.i64()?;
                 let run = r.u64()? as usize;
-                if step <= 0 || run == 0 || ts.len() + run > n {
+                if step <= 0 || run == 0 || run > n - ts.len() {
                     return Err(CodecError::Inconsistent("bad timestamp run"));
                 }
                 for _ in 0..run {
-                    t += step;
+                    t = t
+                        .checked_add(step)
+                        .ok_or(CodecError::Inconsistent("timestamp out of range"))?;
                     ts.push(t);
                 }
             }
@@ -292,6 +298,21 @@ mod tests {
         }
         assert_eq!(Chunk::decode(&[9]), Err(CodecError::Version(9)));
         assert!(Chunk::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f, 1]).is_err());
+        // No samples but 2^40 columns: refused before anything is allocated for them (the allocation
+        // failure aborted the process).
+        let mut huge = vec![VERSION];
+        put_u64(&mut huge, 0);
+        put_u64(&mut huge, 1 << 40);
+        assert!(Chunk::decode(&huge).is_err());
+        // A timestamp run that overflows i64.
+        let mut overflow = vec![VERSION];
+        put_u64(&mut overflow, 2);
+        put_u64(&mut overflow, 1);
+        put_i64(&mut overflow, i64::MAX - 1);
+        put_i64(&mut overflow, 60);
+        put_u64(&mut overflow, 1);
+        overflow.extend([0; 8]);
+        assert!(Chunk::decode(&overflow).is_err());
     }
 
     proptest! {
