@@ -271,7 +271,7 @@ impl SourceClient {
             .iter()
             .map(|s| ("match[]", s.to_string()))
             .collect();
-        self.get_with_retries("federate", Request::Get(&params), false, |body| {
+        self.send_with_retries("federate", Request::Get(&params), false, |body| {
             let text = String::from_utf8_lossy(body);
             let lines = text.lines().map(|l| Ok(l.to_string()));
             let scrape =
@@ -289,7 +289,7 @@ impl SourceClient {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<QueryResult, ScrapeError> {
-        self.get_with_retries(path, Request::Get(params), true, |body| {
+        self.send_with_retries(path, Request::Get(params), true, |body| {
             let started = Instant::now();
             let parsed = parse_query_response(body).map_err(|error| self.classify_answer(error));
             self.decode_nanos
@@ -310,7 +310,7 @@ impl SourceClient {
             .map(|q| (q.start_timestamp_ms, q.end_timestamp_ms))
             .collect();
         let body = remote::encode_request(queries);
-        self.get_with_retries("api/v1/read", Request::RemoteRead(&body), false, |answer| {
+        self.send_with_retries("api/v1/read", Request::RemoteRead(&body), false, |answer| {
             let started = Instant::now();
             let decoded = remote::decode_stream(answer, &ranges).map_err(|e| ScrapeError::Answer {
                 source_name: self.name.clone(),
@@ -340,7 +340,7 @@ impl SourceClient {
 
     /// Sends the request and parses the answer, retrying both: a body cut short parses badly, and the
     /// next try may well be whole.
-    async fn get_with_retries<T>(
+    async fn send_with_retries<T>(
         &self,
         path: &str,
         request: Request<'_>,
@@ -356,7 +356,7 @@ impl SourceClient {
                     .acquire()
                     .await
                     .expect("semaphore never closed");
-                self.get_once(path, request, json).await
+                self.send_once(path, request, json).await
             };
             match result.and_then(|body| parse(&body)) {
                 Ok(v) => return Ok(v),
@@ -383,7 +383,7 @@ impl SourceClient {
         }
     }
 
-    async fn get_once(
+    async fn send_once(
         &self,
         path: &str,
         request: Request<'_>,
