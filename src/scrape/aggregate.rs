@@ -36,6 +36,23 @@ impl Ownership {
         o
     }
 
+    /// Ownership from the label sets of `kube_pod_owner` and `kube_replicaset_owner` series (the series
+    /// API's answer), told apart by their metric name.
+    pub fn from_label_sets(sets: Vec<BTreeMap<String, String>>) -> Self {
+        let (pods, replicasets): (Vec<Series>, Vec<Series>) = sets
+            .into_iter()
+            .map(|labels| Series {
+                labels,
+                points: Vec::new(),
+            })
+            .partition(|s| s.label("__name__") == "kube_pod_owner");
+        let result = |series| QueryResult {
+            series,
+            dropped_non_finite: 0,
+        };
+        Self::from_results(&result(pods), &result(replicasets))
+    }
+
     /// Merges ownership learnt from another window (later windows win).
     pub fn extend(&mut self, other: Ownership) {
         self.pods.extend(other.pods);

@@ -2,6 +2,7 @@
 //! bounds the queries in flight, and retries with exponential backoff and jitter for failures a retry can
 //! help (timeouts, refused connections, 5xx, 429, truncated or garbage bodies).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 
-use super::parse::{ParseError, QueryResult, parse_query_response};
+use super::parse::{ParseError, QueryResult, parse_query_response, parse_series_response};
 use super::remote::{self, RawSeries};
 use crate::config::{Secret, SourceSettings};
 use crate::metrics::{Metrics, SourceErrorLabels, SourceLabels};
@@ -259,6 +260,24 @@ impl SourceClient {
     pub async fn query(&self, query: &str, time: i64) -> Result<QueryResult, ScrapeError> {
         let params = [("query", query.to_string()), ("time", time.to_string())];
         self.get_json("api/v1/query", &params).await
+    }
+
+    /// `/api/v1/series`: the label sets of the series matching any of `selectors` with samples between
+    /// `start` and `end` (Unix seconds). Prometheus answers from its index, without reading samples.
+    pub async fn series(
+        &self,
+        selectors: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<BTreeMap<String, String>>, ScrapeError> {
+        let mut params: Vec<(&str, String)> =
+            selectors.iter().map(|s| ("match[]", s.clone())).collect();
+        params.push(("start", start.to_string()));
+        params.push(("end", end.to_string()));
+        self.send_with_retries("api/v1/series", Request::Get(&params), true, |body| {
+            parse_series_response(body).map_err(|error| self.classify_answer(error))
+        })
+        .await
     }
 
     /// `/federate` with the given series selectors: the current value of every matching series, in the text

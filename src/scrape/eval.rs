@@ -2,8 +2,8 @@
 //! remote-read scrape stores what a range-query scrape of the same source stores. Covers exactly what those
 //! queries use, as Prometheus 2.x evaluates it: instant selectors (the newest sample at most 5 minutes
 //! old, stale markers ending a series), `rate()` over a closed range with Prometheus' extrapolation,
-//! `sum by` / `max by`, and `last_over_time` of a subquery for ownership. Checked against a real
-//! Prometheus in the integration tests.
+//! `sum by` / `max by`. Checked against a real Prometheus in the integration tests. (Ownership needs
+//! labels only, which the source's series API gives without samples.)
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -56,6 +56,24 @@ impl Expr {
 
     /// The remote-read query for steps from `start` to `end` (seconds), with instant selectors looking
     /// back `lookback_ms`.
+    /// The series selector of the expression (`metric{name!="value",…}`), for the series API.
+    pub fn selector(&self) -> String {
+        let matchers: Vec<String> = self
+            .matchers
+            .iter()
+            .map(|&(kind, name, value)| {
+                let op = match kind {
+                    Match::Equal => "=",
+                    Match::NotEqual => "!=",
+                    Match::Regex => "=~",
+                };
+                let value = value.replace('\\', "\\\\").replace('"', "\\\"");
+                format!("{name}{op}\"{value}\"")
+            })
+            .collect();
+        format!("{}{{{}}}", self.metric, matchers.join(","))
+    }
+
     pub fn query(&self, start: i64, end: i64, lookback_ms: i64) -> Query {
         let range = (start * 1000 - self.reach_ms(lookback_ms), end * 1000);
         let mut matchers = vec![LabelMatcher::new(Match::Equal, "__name__", self.metric)];
@@ -184,28 +202,6 @@ impl Expr {
                 }
             }
         }
-    }
-
-    /// `last_over_time((expr)[span:step])` at `end`: every group present at one of the subquery's steps
-    /// (the multiples of `step` from `end - span` to `end`), with its last value.
-    pub fn last_over(
-        &self,
-        series: &[RawSeries],
-        (end, span, step): (i64, i64, i64),
-        lookback_ms: i64,
-    ) -> QueryResult {
-        let first = (end - span).div_euclid(step) * step;
-        let first = if first < end - span {
-            first + step
-        } else {
-            first
-        };
-        let mut r = self.range(series, (first, end, step), lookback_ms);
-        for s in &mut r.series {
-            let last = *s.points.last().expect("series without points are dropped");
-            s.points = vec![(end, last.1)];
-        }
-        r
     }
 }
 
@@ -357,16 +353,15 @@ mod tests {
     }
 
     #[test]
-    fn last_over_finds_every_group_seen_at_a_subquery_step() {
-        let old = series(&[("pod", "old")], &[(100_000, 1.0)]);
-        let gone = series(&[("pod", "gone")], &[(10_000, 1.0)]);
-        let now = series(&[("pod", "now")], &[(990_000, 1.0)]);
-        // Steps at multiples of 300 s from 400 s (end 1000, span 600): 600 and 900; 100 s is too old for
-        // 600 s's lookback, 10 s likewise; 990 s comes after the last step and is not seen.
-        let r = GAUGE.last_over(&[old, gone, now], (1_000, 600, 300), L);
-        assert!(r.series.is_empty(), "{:?}", r.series);
-        let fresh = series(&[("pod", "fresh")], &[(500_000, 4.0)]);
-        let r = GAUGE.last_over(&[fresh], (1_000, 600, 300), L);
-        assert_eq!(r.series[0].points, vec![(1_000, 4.0)]);
+    fn selectors_quote_and_escape_matcher_values() {
+        let e = Expr {
+            matchers: &[
+                (Match::NotEqual, "owner", "false"),
+                (Match::Regex, "path", r#"a\b"c"#),
+            ],
+            ..GAUGE
+        };
+        assert_eq!(e.selector(), r#"m{owner!="false",path=~"a\\b\"c"}"#);
+        assert_eq!(GAUGE.selector(), "m{}");
     }
 }

@@ -574,17 +574,17 @@ impl SourceScraper {
             .get_or_try_init(|| async {
                 let span = end - start + 3_600;
                 if self.remote_window(w) {
-                    let lookback = self.lookback_ms;
-                    let specs = vec![
-                        (exprs::POD_OWNER, end - span),
-                        (exprs::REPLICASET_OWNER, end - span),
+                    // Ownership needs labels only: the series API answers from the source's index, where
+                    // a remote read would send (and this process decode) every ownership sample again for
+                    // each job's windows. It may name a pod seen a little outside the span (the index
+                    // knows series by chunk), which only adds an unused entry.
+                    counters.queries.fetch_add(1, Ordering::Relaxed);
+                    let selectors = [
+                        exprs::POD_OWNER.selector(),
+                        exprs::REPLICASET_OWNER.selector(),
                     ];
-                    let r = self
-                        .remote(specs, end, counters, move |e, series, _| {
-                            e.last_over(series, (end, span, step), lookback)
-                        })
-                        .await?;
-                    return Ok(Arc::new(Ownership::from_results(&r[0], &r[1])));
+                    let sets = self.client.series(&selectors, end - span, end).await?;
+                    return Ok(Arc::new(Ownership::from_label_sets(sets)));
                 }
                 let pods = format!(
                     "last_over_time(({})[{span}s:{step}s])",

@@ -1,6 +1,6 @@
-//! Pure parsing of Prometheus HTTP API answers (`/api/v1/query_range`, `/api/v1/query`, `/federate`), apart
-//! from the loop that fetches them. Garbage, HTML error pages, truncated bodies and Prometheus' error JSON all become
-//! a typed error; NaN and infinite values are dropped and counted.
+//! Pure parsing of Prometheus HTTP API answers (`/api/v1/query_range`, `/api/v1/query`, `/api/v1/series`,
+//! `/federate`), apart from the loop that fetches them. Garbage, HTML error pages, truncated bodies and
+//! Prometheus' error JSON all become a typed error; NaN and infinite values are dropped and counted.
 
 use std::collections::BTreeMap;
 
@@ -45,14 +45,18 @@ pub enum ParseError {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<T> {
     status: String,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default = "none")]
+    data: Option<T>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// `data` of an answer. Deserialized by hand so that the series go straight from the body into their final
@@ -253,7 +257,29 @@ impl<'de> Deserialize<'de> for SampleValue {
 /// Parses the body of a query or query_range answer (any HTTP status: Prometheus sends its error JSON with
 /// 4xx and 5xx statuses too).
 pub fn parse_query_response(body: &[u8]) -> Result<QueryResult, ParseError> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
+    let data: Data = parse_envelope(body)?;
+    match data.result_type.as_str() {
+        "matrix" | "vector" => {}
+        other => {
+            return Err(ParseError::Shape(format!(
+                "result type {other:?}, expected matrix or vector"
+            )));
+        }
+    }
+    Ok(QueryResult {
+        series: data.series,
+        dropped_non_finite: data.dropped_non_finite,
+    })
+}
+
+/// Parses the body of a `/api/v1/series` answer: the label set of every matching series.
+pub fn parse_series_response(body: &[u8]) -> Result<Vec<BTreeMap<String, String>>, ParseError> {
+    parse_envelope(body)
+}
+
+/// The `data` of a successful answer of Prometheus' HTTP API, or the error it stands for.
+fn parse_envelope<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
+    let env: Envelope<T> = serde_json::from_slice(body).map_err(|e| {
         // A body that is JSON from its first byte but breaks the shape is an answer of the wrong form;
         // anything else (HTML, a cut-off body) is not JSON at all.
         if e.is_data() {
@@ -273,21 +299,8 @@ pub fn parse_query_response(body: &[u8]) -> Result<QueryResult, ParseError> {
                 .unwrap_or_else(|| format!("status {:?}", env.status)),
         });
     }
-    let data = env
-        .data
-        .ok_or_else(|| ParseError::Shape("success without data".into()))?;
-    match data.result_type.as_str() {
-        "matrix" | "vector" => {}
-        other => {
-            return Err(ParseError::Shape(format!(
-                "result type {other:?}, expected matrix or vector"
-            )));
-        }
-    }
-    Ok(QueryResult {
-        series: data.series,
-        dropped_non_finite: data.dropped_non_finite,
-    })
+    env.data
+        .ok_or_else(|| ParseError::Shape("success without data".into()))
 }
 
 /// Splits a `/federate` answer by metric name into results shaped like an instant query's, with each
@@ -362,6 +375,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_series_answer_gives_label_sets_and_errors_like_the_others() {
+        let body = br#"{"status":"success","data":[{"__name__":"kube_pod_owner","pod":"p"},{"__name__":"kube_replicaset_owner","replicaset":"r"}]}"#;
+        let sets = parse_series_response(body).unwrap();
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[1]["replicaset"], "r");
+        let body =
+            br#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"start\""}"#;
+        assert!(matches!(
+            parse_series_response(body),
+            Err(ParseError::Prometheus { error_type, .. }) if error_type == "bad_data"
+        ));
+        assert!(matches!(
+            parse_series_response(br#"{"status":"success","data":{"resultType":"matrix"}}"#),
+            Err(ParseError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_series_response(b"<html>502</html>"),
+            Err(ParseError::NotJson { .. })
+        ));
     }
 
     #[test]
