@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -204,6 +205,7 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     )
     .await?;
     scraper.client.record_requests();
+    let scraper = Arc::new(scraper);
     let target = Target::new(url)?;
 
     // The backfill: everything but the last cycle, which is scraped afterwards as a steady-state cycle.
@@ -211,7 +213,7 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     let cpu_before = CpuTimes::now(prom.pid(), db);
     let load_before = load_average();
     let report = scraper
-        .run(RunOptions {
+        .run_spawned(RunOptions {
             end: last - a.cycle_secs,
             backfill_secs: a.days * 86_400 - a.cycle_secs,
             progress: true,
@@ -234,7 +236,7 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
         let (own_reqs, range_reqs): (Vec<_>, Vec<_>) = backfill_requests
             .iter()
             .cloned()
-            .partition(|r| r.path == "api/v1/query");
+            .partition(|r| r.path == "api/v1/query" || r.path == "api/v1/series");
         Some((
             replay(&target, &own_reqs, a.max_in_flight, true).await?,
             replay(&target, &range_reqs, a.max_in_flight, true).await?,
@@ -251,7 +253,7 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     let samples_before = metrics.scrape_samples.get_or_create(&labels).get();
     let cycle_cpu_before = CpuTimes::now(prom.pid(), db);
     let cycle = scraper
-        .run(RunOptions {
+        .run_spawned(RunOptions {
             end: last,
             backfill_secs: a.days * 86_400,
             progress: false,

@@ -63,7 +63,7 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
         let runs = sources.iter().map(|src| {
             let (store, metrics, scrape) = (store.clone(), Arc::clone(&metrics), &settings.scrape);
             async move {
-                let scraper = SourceScraper::new(src, scrape, store, metrics).await?;
+                let scraper = Arc::new(SourceScraper::new(src, scrape, store, metrics).await?);
                 if args.federate {
                     let r = scraper.run_live().await?;
                     return Ok(format!(
@@ -71,7 +71,9 @@ pub fn run(settings: Settings, args: Args) -> CliResult {
                         r.source, r.series_read, r.pods, r.containers, r.samples_written, r.seconds
                     ));
                 }
-                let r = scraper.run(RunOptions { progress, ..opts }).await?;
+                let r = scraper
+                    .run_spawned(RunOptions { progress, ..opts })
+                    .await?;
                 Ok::<_, crate::scrape::Error>(format!(
                     "source {}: {} queries, {} samples received, {} samples stored, {} series, {:.1}s ({:.0} samples/s)",
                     r.source,

@@ -296,6 +296,17 @@ impl SourceScraper {
         self.cluster_id
     }
 
+    /// `run` on the runtime's worker threads, as the daemon's scrape task runs it. Awaited on the thread
+    /// that called `block_on` (the CLI, the benchmark), `run` decodes every answer on that one thread and
+    /// is woken across threads for every piece of every body: about a fifth more CPU for a remote-read
+    /// backfill.
+    pub async fn run_spawned(self: &Arc<Self>, opts: RunOptions) -> Result<SourceReport, Error> {
+        let scraper = Arc::clone(self);
+        tokio::spawn(async move { scraper.run(opts).await })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
     /// Scrapes every job from its mark up to `opts.end`. Jobs run concurrently; the client's semaphore
     /// bounds the queries in flight.
     pub async fn run(&self, opts: RunOptions) -> Result<SourceReport, Error> {

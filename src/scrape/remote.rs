@@ -3,7 +3,7 @@
 //! CRC-32C and one `ChunkedReadResponse`) and the Gorilla XOR chunks the samples come in. The source sends
 //! raw samples as they sit in its blocks, with no PromQL evaluation and no JSON; `eval` does the rest.
 
-use crc::{CRC_32_ISCSI, Crc};
+use crc::{CRC_32_ISCSI, Crc, Table};
 use prost::Message;
 
 /// `prometheus.ReadRequest`.
@@ -147,7 +147,8 @@ pub fn decode_stream(
     body: &bytes::Bytes,
     ranges: &[(i64, i64)],
 ) -> Result<Vec<Vec<RawSeries>>, WireError> {
-    const CASTAGNOLI: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+    // Slice-by-16 tables: frames run to hundreds of MB per window, and the byte-wise table is 4 times slower.
+    const CASTAGNOLI: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
     let mut out: Vec<Vec<RawSeries>> = vec![Vec::new(); ranges.len()];
     let mut rest: &[u8] = body;
     let mut frame = 0usize;
