@@ -380,9 +380,10 @@ impl Store {
             .collect())
     }
 
-    /// Empties `sample_chunk` (every partition), keeping the partitions.
+    /// Empties `sample_chunk` (every partition, keeping the partitions) and the scrape marks: the state
+    /// before a first scrape, for the benchmark's repeated measurements.
     pub async fn truncate_samples(&self) -> Result<()> {
-        sqlx::query("truncate sample_chunk")
+        sqlx::query("truncate sample_chunk, scrape_mark")
             .execute(&self.pool)
             .await?;
         Ok(())
