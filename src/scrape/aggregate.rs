@@ -142,10 +142,25 @@ fn container_key(own: &Ownership, s: &Series) -> Option<ContainerKey> {
     })
 }
 
-/// The points of a group in time order (a stable sort: each pod's points are already sorted, so this is
-/// a merge), as runs of equal timestamps. Cheaper than a map entry per sample.
-fn runs(points: &mut [(i64, f64)]) -> impl Iterator<Item = (i64, &[(i64, f64)])> {
-    points.sort_by_key(|p| p.0);
+/// The points of a group's series in time order, as runs of equal timestamps. A single series in order
+/// (the usual case: one pod) is walked where it lies; several are merged in `scratch`, reused from group to
+/// group (a stable sort: each series is already sorted, so this is a merge). Cheaper than a map entry per
+/// sample, and than a copy of every group.
+fn runs<'s>(
+    members: &[&'s [(i64, f64)]],
+    scratch: &'s mut Vec<(i64, f64)>,
+) -> impl Iterator<Item = (i64, &'s [(i64, f64)])> {
+    let points: &'s [(i64, f64)] = match members {
+        [one] if one.is_sorted_by_key(|p| p.0) => one,
+        _ => {
+            scratch.clear();
+            for m in members {
+                scratch.extend_from_slice(m);
+            }
+            scratch.sort_by_key(|p| p.0);
+            scratch
+        }
+    };
     points
         .chunk_by(|a, b| a.0 == b.0)
         .map(|run| (run[0].0, run))
@@ -158,15 +173,16 @@ type PairPoint = (i64, (f64, f64));
 /// Time-ordered points of one series.
 type Points = Vec<(i64, f64)>;
 
-/// Groups the points of `result`'s series by the key `key_of` gives (series without a key are skipped).
-fn group<K: Ord>(
-    result: &QueryResult,
+/// Groups the series of `result` by the key `key_of` gives (series without a key are skipped), their points
+/// borrowed from the answer.
+fn group<'a, K: Ord>(
+    result: &'a QueryResult,
     mut key_of: impl FnMut(&Series) -> Option<K>,
-) -> BTreeMap<K, Vec<(i64, f64)>> {
-    let mut groups: BTreeMap<K, Vec<(i64, f64)>> = BTreeMap::new();
+) -> BTreeMap<K, Vec<&'a [(i64, f64)]>> {
+    let mut groups: BTreeMap<K, Vec<&'a [(i64, f64)]>> = BTreeMap::new();
     for s in &result.series {
         if let Some(key) = key_of(s) {
-            groups.entry(key).or_default().extend_from_slice(&s.points);
+            groups.entry(key).or_default().push(&s.points);
         }
     }
     groups
@@ -186,11 +202,13 @@ pub fn usage(
         _ => ("memory_usage", "memory_usage_max", "bytes"),
     };
     let mut out = Vec::with_capacity(groups.len() * if with_replicas { 3 } else { 2 });
-    for (key, mut points) in groups {
-        let mut mean = Vec::with_capacity(points.len());
-        let mut max = Vec::with_capacity(points.len());
+    let mut scratch = Vec::new();
+    for (key, members) in groups {
+        let steps = members.iter().map(|m| m.len()).max().unwrap_or(0);
+        let mut mean = Vec::with_capacity(steps);
+        let mut max = Vec::with_capacity(steps);
         let mut replicas = Vec::new();
-        for (t, run) in runs(&mut points) {
+        for (t, run) in runs(&members, &mut scratch) {
             let sum: f64 = run.iter().map(|p| p.1).sum();
             mean.push((t, sum / run.len() as f64));
             max.push((t, run.iter().map(|p| p.1).fold(f64::MIN, f64::max)));
@@ -233,9 +251,10 @@ pub fn capacity(own: &Ownership, result: &QueryResult, kind: &'static str) -> Ve
         };
         Some((container_key(own, s)?, resource))
     });
+    let mut scratch = Vec::new();
     groups
         .into_iter()
-        .map(|((key, resource), mut points)| Aggregated {
+        .map(|((key, resource), members)| Aggregated {
             container: key,
             metric: match (resource, kind) {
                 ("cpu", "request") => "cpu_request",
@@ -244,7 +263,7 @@ pub fn capacity(own: &Ownership, result: &QueryResult, kind: &'static str) -> Ve
                 _ => "memory_limit",
             },
             unit: if resource == "cpu" { "cores" } else { "bytes" },
-            points: runs(&mut points)
+            points: runs(&members, &mut scratch)
                 .map(|(t, run)| (t, run.iter().map(|p| p.1).fold(f64::MIN, f64::max)))
                 .collect(),
         })
