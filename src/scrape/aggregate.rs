@@ -16,41 +16,45 @@ pub struct Ownership {
 
 impl Ownership {
     pub fn from_results(pod_owner: &QueryResult, rs_owner: &QueryResult) -> Self {
-        let mut o = Ownership::default();
-        for s in &pod_owner.series {
-            let kind = s.label("owner_kind");
-            if s.label("owner_is_controller") == "false" {
-                continue;
-            }
-            o.pods.insert(
-                (s.label("namespace").into(), s.label("pod").into()),
-                (kind.into(), s.label("owner_name").into()),
-            );
-        }
-        for s in &rs_owner.series {
-            o.replicasets.insert(
-                (s.label("namespace").into(), s.label("replicaset").into()),
-                (s.label("owner_kind").into(), s.label("owner_name").into()),
-            );
-        }
-        o
+        Self::from_labels(
+            pod_owner.series.iter().map(|s| &s.labels),
+            rs_owner.series.iter().map(|s| &s.labels),
+        )
     }
 
     /// Ownership from the label sets of `kube_pod_owner` and `kube_replicaset_owner` series (the series
     /// API's answer), told apart by their metric name.
-    pub fn from_label_sets(sets: Vec<BTreeMap<String, String>>) -> Self {
-        let (pods, replicasets): (Vec<Series>, Vec<Series>) = sets
-            .into_iter()
-            .map(|labels| Series {
-                labels,
-                points: Vec::new(),
-            })
-            .partition(|s| s.label("__name__") == "kube_pod_owner");
-        let result = |series| QueryResult {
-            series,
-            dropped_non_finite: 0,
+    pub fn from_label_sets(sets: &[BTreeMap<String, String>]) -> Self {
+        let (pods, replicasets): (Vec<_>, Vec<_>) = sets
+            .iter()
+            .partition(|l| l.get("__name__").is_some_and(|n| n == "kube_pod_owner"));
+        Self::from_labels(pods, replicasets)
+    }
+
+    fn from_labels<'a>(
+        pod_owner: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+        rs_owner: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+    ) -> Self {
+        let label = |l: &BTreeMap<String, String>, name: &str| -> String {
+            l.get(name).cloned().unwrap_or_default()
         };
-        Self::from_results(&result(pods), &result(replicasets))
+        let mut o = Ownership::default();
+        for l in pod_owner {
+            if l.get("owner_is_controller").is_some_and(|v| v == "false") {
+                continue;
+            }
+            o.pods.insert(
+                (label(l, "namespace"), label(l, "pod")),
+                (label(l, "owner_kind"), label(l, "owner_name")),
+            );
+        }
+        for l in rs_owner {
+            o.replicasets.insert(
+                (label(l, "namespace"), label(l, "replicaset")),
+                (label(l, "owner_kind"), label(l, "owner_name")),
+            );
+        }
+        o
     }
 
     /// Merges ownership learnt from another window (later windows win).

@@ -253,31 +253,33 @@ impl SourceClient {
             ("end", end.to_string()),
             ("step", step.to_string()),
         ];
-        self.get_json("api/v1/query_range", &params).await
+        self.get_json("api/v1/query_range", &params, parse_query_response)
+            .await
     }
 
     /// `/api/v1/query` at `time`.
     pub async fn query(&self, query: &str, time: i64) -> Result<QueryResult, ScrapeError> {
         let params = [("query", query.to_string()), ("time", time.to_string())];
-        self.get_json("api/v1/query", &params).await
+        self.get_json("api/v1/query", &params, parse_query_response)
+            .await
     }
 
     /// `/api/v1/series`: the label sets of the series matching any of `selectors` with samples between
     /// `start` and `end` (Unix seconds). Prometheus answers from its index, without reading samples.
     pub async fn series(
         &self,
-        selectors: &[String],
+        selectors: &[&str],
         start: i64,
         end: i64,
     ) -> Result<Vec<BTreeMap<String, String>>, ScrapeError> {
-        let mut params: Vec<(&str, String)> =
-            selectors.iter().map(|s| ("match[]", s.clone())).collect();
+        let mut params: Vec<(&str, String)> = selectors
+            .iter()
+            .map(|s| ("match[]", s.to_string()))
+            .collect();
         params.push(("start", start.to_string()));
         params.push(("end", end.to_string()));
-        self.send_with_retries("api/v1/series", Request::Get(&params), true, |body| {
-            parse_series_response(body).map_err(|error| self.classify_answer(error))
-        })
-        .await
+        self.get_json("api/v1/series", &params, parse_series_response)
+            .await
     }
 
     /// `/federate` with the given series selectors: the current value of every matching series, in the text
@@ -303,14 +305,16 @@ impl SourceClient {
         .await
     }
 
-    async fn get_json(
+    /// A GET of Prometheus' JSON API, its answer parsed with `parse` (which also reads the error JSON).
+    async fn get_json<T>(
         &self,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<QueryResult, ScrapeError> {
+        parse: fn(&[u8]) -> Result<T, ParseError>,
+    ) -> Result<T, ScrapeError> {
         self.send_with_retries(path, Request::Get(params), true, |body| {
             let started = Instant::now();
-            let parsed = parse_query_response(body).map_err(|error| self.classify_answer(error));
+            let parsed = parse(body).map_err(|error| self.classify_answer(error));
             self.decode_nanos
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             parsed

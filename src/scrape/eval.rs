@@ -56,24 +56,6 @@ impl Expr {
 
     /// The remote-read query for steps from `start` to `end` (seconds), with instant selectors looking
     /// back `lookback_ms`.
-    /// The series selector of the expression (`metric{name!="value",…}`), for the series API.
-    pub fn selector(&self) -> String {
-        let matchers: Vec<String> = self
-            .matchers
-            .iter()
-            .map(|&(kind, name, value)| {
-                let op = match kind {
-                    Match::Equal => "=",
-                    Match::NotEqual => "!=",
-                    Match::Regex => "=~",
-                };
-                let value = value.replace('\\', "\\\\").replace('"', "\\\"");
-                format!("{name}{op}\"{value}\"")
-            })
-            .collect();
-        format!("{}{{{}}}", self.metric, matchers.join(","))
-    }
-
     pub fn query(&self, start: i64, end: i64, lookback_ms: i64) -> Query {
         let range = (start * 1000 - self.reach_ms(lookback_ms), end * 1000);
         let mut matchers = vec![LabelMatcher::new(Match::Equal, "__name__", self.metric)];
@@ -350,18 +332,5 @@ mod tests {
         // One sample in range: no rate.
         let r = COUNTER.range(&[series(&[("pod", "a")], &[(0, 1.0)])], (0, 0, 60), L);
         assert!(r.series.is_empty());
-    }
-
-    #[test]
-    fn selectors_quote_and_escape_matcher_values() {
-        let e = Expr {
-            matchers: &[
-                (Match::NotEqual, "owner", "false"),
-                (Match::Regex, "path", r#"a\b"c"#),
-            ],
-            ..GAUGE
-        };
-        assert_eq!(e.selector(), r#"m{owner!="false",path=~"a\\b\"c"}"#);
-        assert_eq!(GAUGE.selector(), "m{}");
     }
 }

@@ -45,6 +45,14 @@ pub mod defaults {
 /// The default queries as expressions evaluated by Headroom over raw series read with remote read
 /// (`read = "remote_read"`); each mirrors the PromQL of the same name in `defaults`.
 pub mod exprs {
+    /// The series ownership comes from, as selected by `defaults::POD_OWNER` and
+    /// `defaults::REPLICASET_OWNER`. Ownership needs their labels only, which a remote-read source gives
+    /// through its series API.
+    pub const OWNER_SELECTORS: [&str; 2] = [
+        r#"kube_pod_owner{owner_is_controller!="false"}"#,
+        "kube_replicaset_owner",
+    ];
+
     use super::eval::{Agg, Expr, Func};
     use super::remote::Match::{self, Equal, NotEqual, Regex};
 
@@ -98,20 +106,6 @@ pub mod exprs {
         Func::Instant,
         Agg::Max,
         BY_RESOURCE,
-    );
-    pub const POD_OWNER: Expr = expr(
-        "kube_pod_owner",
-        &[(NotEqual, "owner_is_controller", "false")],
-        Func::Instant,
-        Agg::Max,
-        &["namespace", "pod", "owner_kind", "owner_name"],
-    );
-    pub const REPLICASET_OWNER: Expr = expr(
-        "kube_replicaset_owner",
-        &[],
-        Func::Instant,
-        Agg::Max,
-        &["namespace", "replicaset", "owner_kind", "owner_name"],
     );
     pub const OOM_KILLS: Expr = expr(
         "kube_pod_container_status_last_terminated_reason",
@@ -507,12 +501,7 @@ impl SourceScraper {
         let queries = self.job_queries(job, w);
         let results = if self.remote_window(w) {
             let specs = queries.iter().map(|&(_, e, from)| (e, from)).collect();
-            let lookback = self.lookback_ms;
-            let results = self
-                .remote(specs, end, counters, move |e, series, from| {
-                    e.range(series, (from, end, step), lookback)
-                })
-                .await?;
+            let results = self.remote(specs, w, counters).await?;
             for r in &results {
                 self.account(r, counters);
             }
@@ -541,25 +530,25 @@ impl SourceScraper {
         self.read == ReadApi::RemoteRead && w.end - w.start >= REMOTE_READ_MIN_SECS
     }
 
-    /// Reads the series of `specs` (an expression and the first step it is evaluated at, up to `end`) in
-    /// one remote-read request and evaluates each with `eval`, off the async threads.
+    /// Reads the series of `specs` (an expression and the first step it is evaluated at, up to the
+    /// window's end) in one remote-read request and evaluates each over the window's steps, off the async
+    /// threads.
     async fn remote(
         &self,
         specs: Vec<(eval::Expr, i64)>,
-        end: i64,
+        w: Window,
         counters: &Counters,
-        eval: impl Fn(&eval::Expr, &[remote::RawSeries], i64) -> QueryResult + Send + 'static,
     ) -> Result<Vec<QueryResult>, Error> {
+        let Window { end, step, .. } = w;
+        let lookback = self.lookback_ms;
         counters.queries.fetch_add(1, Ordering::Relaxed);
-        let queries = specs
-            .iter()
-            .map(|(e, from)| e.query(*from, end, self.lookback_ms));
+        let queries = specs.iter().map(|(e, from)| e.query(*from, end, lookback));
         let raw = self.client.remote_read(queries.collect()).await?;
         let started = Instant::now();
         let results = tokio::task::spawn_blocking(move || {
             raw.iter()
                 .zip(&specs)
-                .map(|(series, (e, from))| eval(e, series, *from))
+                .map(|(series, (e, from))| e.range(series, (*from, end, step), lookback))
                 .collect::<Vec<_>>()
         })
         .await
@@ -570,8 +559,9 @@ impl SourceScraper {
 
     /// Ownership of every pod alive during the window (and up to an hour before it, so a pod whose
     /// kube-state-metrics series started earlier is still known). Jobs whose windows coincide (every job
-    /// of a steady-state cycle) share one answer. The subquery is evaluated at the scrape step: the range
-    /// queries only see pods at those instants, so finer would cost Prometheus more and find nothing new.
+    /// of a steady-state cycle) share one answer. A range-query window evaluates the subquery at the
+    /// scrape step: the range queries only see pods at those instants, so finer would cost Prometheus
+    /// more and find nothing new.
     async fn ownership(&self, w: Window, counters: &Counters) -> Result<Arc<Ownership>, Error> {
         let Window { start, end, step } = w;
         let cell = counters
@@ -590,12 +580,11 @@ impl SourceScraper {
                     // each job's windows. It may name a pod seen a little outside the span (the index
                     // knows series by chunk), which only adds an unused entry.
                     counters.queries.fetch_add(1, Ordering::Relaxed);
-                    let selectors = [
-                        exprs::POD_OWNER.selector(),
-                        exprs::REPLICASET_OWNER.selector(),
-                    ];
-                    let sets = self.client.series(&selectors, end - span, end).await?;
-                    return Ok(Arc::new(Ownership::from_label_sets(sets)));
+                    let sets = self
+                        .client
+                        .series(&exprs::OWNER_SELECTORS, end - span, end)
+                        .await?;
+                    return Ok(Arc::new(Ownership::from_label_sets(&sets)));
                 }
                 let pods = format!(
                     "last_over_time(({})[{span}s:{step}s])",

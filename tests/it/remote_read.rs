@@ -11,9 +11,7 @@ use headroom::store::Store;
 use sqlx::PgPool;
 
 use crate::prom::{Fault, FaultProxy, LOOKBACK_SECS, TestPrometheus};
-
-const T0: i64 = 1_704_067_200;
-const STEP: i64 = 60;
+use crate::scrape::{STEP, T0};
 
 /// Two sources over the same Prometheus: `query` reads with range queries, `remote` with remote read.
 /// Small windows (`max_points`, and 100 times as many samples per remote read: windows of about 7 hours), so window edges and chunk

@@ -15,8 +15,8 @@ use sqlx::PgPool;
 use crate::prom::{Fault, FaultProxy, LOOKBACK_SECS, TestPrometheus};
 
 /// 2024-01-01T00:00:00Z, a fixed origin so runs are reproducible.
-const T0: i64 = 1_704_067_200;
-const STEP: i64 = 60;
+pub const T0: i64 = 1_704_067_200;
+pub const STEP: i64 = 60;
 
 /// A small cluster in OpenMetrics: Deployment `api` (ReplicaSet api-6d4cf56db6, pods a and b, the second
 /// one starting halfway), StatefulSet `db` (db-0, restarted by an OOM kill at hour 12), over `hours` hours.
