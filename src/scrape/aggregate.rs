@@ -146,28 +146,52 @@ fn container_key(own: &Ownership, s: &Series) -> Option<ContainerKey> {
     })
 }
 
-/// The points of a group's series in time order, as runs of equal timestamps. A single series in order
-/// (the usual case: one pod) is walked where it lies; several are merged in `scratch`, reused from group to
-/// group (a stable sort: each series is already sorted, so this is a merge). Cheaper than a map entry per
-/// sample, and than a copy of every group.
-fn runs<'s>(
-    members: &[&'s [(i64, f64)]],
-    scratch: &'s mut Vec<(i64, f64)>,
-) -> impl Iterator<Item = (i64, &'s [(i64, f64)])> {
-    let points: &'s [(i64, f64)] = match members {
-        [one] if one.is_sorted_by_key(|p| p.0) => one,
-        _ => {
-            scratch.clear();
-            for m in members {
-                scratch.extend_from_slice(m);
+/// Per-step sums, counts and maxima of a group's points, folded in series order with no sort: every answer's
+/// points lie on its query's step grid (range queries by definition and checked by the client, remote-read
+/// evaluation and federation by construction), so each step has one slot. Reused from group to group.
+#[derive(Default)]
+struct Steps {
+    t0: i64,
+    step: i64,
+    sum: Vec<f64>,
+    max: Vec<f64>,
+    count: Vec<u32>,
+}
+
+impl Steps {
+    fn fold(&mut self, members: &[&[(i64, f64)]], step: i64) {
+        let all = || members.iter().flat_map(|m| m.iter().map(|p| p.0));
+        let (Some(t0), Some(t1)) = (all().min(), all().max()) else {
+            self.count.clear();
+            return;
+        };
+        let n = ((t1 - t0) / step + 1) as usize;
+        (self.t0, self.step) = (t0, step);
+        self.sum.clear();
+        self.sum.resize(n, -0.0);
+        self.max.clear();
+        self.max.resize(n, f64::MIN);
+        self.count.clear();
+        self.count.resize(n, 0);
+        for m in members {
+            for &(t, v) in *m {
+                let i = ((t - t0) / step) as usize;
+                self.sum[i] += v;
+                self.max[i] = self.max[i].max(v);
+                self.count[i] += 1;
             }
-            scratch.sort_by_key(|p| p.0);
-            scratch
         }
-    };
-    points
-        .chunk_by(|a, b| a.0 == b.0)
-        .map(|run| (run[0].0, run))
+    }
+
+    /// (time, sum, count, max) of each step with points, in time order.
+    fn iter(&self) -> impl Iterator<Item = (i64, f64, u32, f64)> + '_ {
+        (0..self.count.len())
+            .filter(|&i| self.count[i] > 0)
+            .map(|i| {
+                let t = self.t0 + i as i64 * self.step;
+                (t, self.sum[i], self.count[i], self.max[i])
+            })
+    }
 }
 
 /// One sample per pod of a pair of values summed per step (restarts and OOM kills; throttled and total
@@ -176,6 +200,21 @@ type PairPoint = (i64, (f64, f64));
 
 /// Time-ordered points of one series.
 type Points = Vec<(i64, f64)>;
+
+/// A group's pairs summed per step, in time order; the pairs are added in the order they come (see `Steps`).
+fn sum_pairs(points: &[PairPoint], step: i64) -> impl Iterator<Item = PairPoint> {
+    let t0 = points.iter().map(|p| p.0).min().unwrap_or(0);
+    let t1 = points.iter().map(|p| p.0).max().unwrap_or(-step);
+    let mut sums = vec![None::<(f64, f64)>; ((t1 - t0) / step + 1).max(0) as usize];
+    for &(t, (a, b)) in points {
+        let slot = sums[((t - t0) / step) as usize].get_or_insert((-0.0, -0.0));
+        slot.0 += a;
+        slot.1 += b;
+    }
+    sums.into_iter()
+        .enumerate()
+        .filter_map(move |(i, sum)| Some((t0 + i as i64 * step, sum?)))
+}
 
 /// Groups the series of `result` by the key `key_of` gives (series without a key are skipped), their points
 /// borrowed from the answer.
@@ -197,6 +236,7 @@ fn group<'a, K: Ord>(
 pub fn usage(
     own: &Ownership,
     result: &QueryResult,
+    step: i64,
     resource: &'static str,
     with_replicas: bool,
 ) -> Vec<Aggregated> {
@@ -206,18 +246,18 @@ pub fn usage(
         _ => ("memory_usage", "memory_usage_max", "bytes"),
     };
     let mut out = Vec::with_capacity(groups.len() * if with_replicas { 3 } else { 2 });
-    let mut scratch = Vec::new();
+    let mut steps = Steps::default();
     for (key, members) in groups {
-        let steps = members.iter().map(|m| m.len()).max().unwrap_or(0);
-        let mut mean = Vec::with_capacity(steps);
-        let mut max = Vec::with_capacity(steps);
-        let mut replicas = Vec::new();
-        for (t, run) in runs(&members, &mut scratch) {
-            let sum: f64 = run.iter().map(|p| p.1).sum();
-            mean.push((t, sum / run.len() as f64));
-            max.push((t, run.iter().map(|p| p.1).fold(f64::MIN, f64::max)));
+        steps.fold(&members, step);
+        let n = members.iter().map(|m| m.len()).max().unwrap_or(0);
+        let mut mean = Vec::with_capacity(n);
+        let mut max = Vec::with_capacity(n);
+        let mut replicas = Vec::with_capacity(if with_replicas { n } else { 0 });
+        for (t, sum, count, top) in steps.iter() {
+            mean.push((t, sum / f64::from(count)));
+            max.push((t, top));
             if with_replicas {
-                replicas.push((t, run.len() as f64));
+                replicas.push((t, f64::from(count)));
             }
         }
         if with_replicas {
@@ -246,7 +286,12 @@ pub fn usage(
 
 /// Requests or limits (`kind` is "request" or "limit"): the largest over the workload's pods at each step,
 /// per resource; resources other than cpu and memory are ignored.
-pub fn capacity(own: &Ownership, result: &QueryResult, kind: &'static str) -> Vec<Aggregated> {
+pub fn capacity(
+    own: &Ownership,
+    result: &QueryResult,
+    step: i64,
+    kind: &'static str,
+) -> Vec<Aggregated> {
     let groups = group(result, |s| {
         let resource: &'static str = match s.label("resource") {
             "cpu" => "cpu",
@@ -255,7 +300,7 @@ pub fn capacity(own: &Ownership, result: &QueryResult, kind: &'static str) -> Ve
         };
         Some((container_key(own, s)?, resource))
     });
-    let mut scratch = Vec::new();
+    let mut steps = Steps::default();
     groups
         .into_iter()
         .map(|((key, resource), members)| Aggregated {
@@ -267,9 +312,10 @@ pub fn capacity(own: &Ownership, result: &QueryResult, kind: &'static str) -> Ve
                 _ => "memory_limit",
             },
             unit: if resource == "cpu" { "cores" } else { "bytes" },
-            points: runs(&members, &mut scratch)
-                .map(|(t, run)| (t, run.iter().map(|p| p.1).fold(f64::MIN, f64::max)))
-                .collect(),
+            points: {
+                steps.fold(&members, step);
+                steps.iter().map(|(t, _, _, top)| (t, top)).collect()
+            },
         })
         .collect()
 }
@@ -281,7 +327,7 @@ pub fn restarts(
     own: &Ownership,
     counters: &QueryResult,
     oom_flags: &QueryResult,
-    from: i64,
+    (from, step): (i64, i64),
 ) -> Vec<Aggregated> {
     let mut flags: HashMap<(&str, &str, &str), Points> = HashMap::new();
     for s in &oom_flags.series {
@@ -323,19 +369,12 @@ pub fn restarts(
     }
     let mut restarts = Vec::new();
     let mut ooms = Vec::new();
-    for (key, mut pts) in groups {
+    for (key, pts) in groups {
         if pts.is_empty() {
             continue;
         }
-        pts.sort_by_key(|p| p.0);
-        let (r, o): (Points, Points) = pts
-            .chunk_by(|a, b| a.0 == b.0)
-            .map(|run| {
-                let t = run[0].0;
-                let r: f64 = run.iter().map(|p| p.1.0).sum();
-                let o: f64 = run.iter().map(|p| p.1.1).sum();
-                ((t, r), (t, o))
-            })
+        let (r, o): (Points, Points) = sum_pairs(&pts, step)
+            .map(|(t, (r, o))| ((t, r), (t, o)))
             .unzip();
         restarts.push(Aggregated {
             container: key.clone(),
@@ -359,6 +398,7 @@ pub fn throttling(
     own: &Ownership,
     throttled: &QueryResult,
     periods: &QueryResult,
+    step: i64,
 ) -> Vec<Aggregated> {
     // Each point carries (throttled, periods), one of them zero, so one sort lines both up by time.
     let mut sums: BTreeMap<ContainerKey, Vec<PairPoint>> = BTreeMap::new();
@@ -375,15 +415,10 @@ pub fn throttling(
         }
     }
     sums.into_iter()
-        .map(|(key, mut pts)| {
-            pts.sort_by_key(|p| p.0);
-            let points = pts
-                .chunk_by(|a, b| a.0 == b.0)
-                .filter_map(|run| {
-                    let th: f64 = run.iter().map(|p| p.1.0).sum();
-                    let p: f64 = run.iter().map(|p| p.1.1).sum();
-                    (p > 0.0).then(|| (run[0].0, (th / p).clamp(0.0, 1.0)))
-                })
+        .map(|(key, pts)| {
+            let points = sum_pairs(&pts, step)
+                .filter(|&(_, (_, p))| p > 0.0)
+                .map(|(t, (th, p))| (t, (th / p).clamp(0.0, 1.0)))
                 .collect();
             Aggregated {
                 container: key,
@@ -508,14 +543,26 @@ mod tests {
                     ],
                     &[(60, 9.0)],
                 ),
+                // A pod that began before the others comes last: steps are placed by time.
+                series(
+                    &[
+                        ("namespace", "shop"),
+                        ("pod", "api-7f9c8-yyyyy"),
+                        ("container", "app"),
+                    ],
+                    &[(-60, 5.0)],
+                ),
             ],
             dropped_non_finite: 0,
         };
-        let out = usage(&o, &r, "memory", true);
+        let out = usage(&o, &r, 60, "memory", true);
         let get = |m: &str| out.iter().find(|a| a.metric == m).unwrap().points.clone();
-        assert_eq!(get("memory_usage"), vec![(0, 1.0), (60, 3.0)]);
-        assert_eq!(get("memory_usage_max"), vec![(0, 1.0), (60, 4.0)]);
-        assert_eq!(get("replicas"), vec![(0, 1.0), (60, 2.0)]);
+        assert_eq!(get("memory_usage"), vec![(-60, 5.0), (0, 1.0), (60, 3.0)]);
+        assert_eq!(
+            get("memory_usage_max"),
+            vec![(-60, 5.0), (0, 1.0), (60, 4.0)]
+        );
+        assert_eq!(get("replicas"), vec![(-60, 1.0), (0, 1.0), (60, 2.0)]);
         assert!(out.iter().all(|a| a.container.workload.name == "api"));
     }
 
@@ -534,7 +581,7 @@ mod tests {
             series: vec![series(&l, &[(120, 1.0), (240, 0.0)])],
             dropped_non_finite: 0,
         };
-        let out = restarts(&o, &counters, &flags, 60);
+        let out = restarts(&o, &counters, &flags, (60, 60));
         let get = |m: &str| out.iter().find(|a| a.metric == m).unwrap().points.clone();
         assert_eq!(
             get("restarts"),
@@ -558,7 +605,7 @@ mod tests {
             series: vec![series(&l, &[(0, 4.0), (60, 0.0)])],
             dropped_non_finite: 0,
         };
-        let out = throttling(&o, &th, &pe);
+        let out = throttling(&o, &th, &pe, 60);
         assert_eq!(out[0].points, vec![(0, 0.25)]);
     }
 }

@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 
 use super::parse::{ParseError, QueryResult, parse_query_response, parse_series_response};
-use super::remote::{self, RawSeries};
+use super::remote;
 use crate::config::{Secret, SourceSettings};
 use crate::metrics::{Metrics, SourceErrorLabels, SourceLabels};
 
@@ -253,8 +253,27 @@ impl SourceClient {
             ("end", end.to_string()),
             ("step", step.to_string()),
         ];
-        self.get_json("api/v1/query_range", &params, parse_query_response)
-            .await
+        let result = self
+            .get_json("api/v1/query_range", &params, parse_query_response)
+            .await?;
+        // Aggregation places points by step; a source answering off the grid it was asked for is wrong.
+        let off_grid = result.series.iter().find_map(|s| {
+            let p = s
+                .points
+                .iter()
+                .find(|p| (p.0 - start).rem_euclid(step) != 0)?;
+            Some((s, p.0))
+        });
+        if let Some((series, t)) = off_grid {
+            return Err(ScrapeError::Answer {
+                source_name: self.name.clone(),
+                error: ParseError::Shape(format!(
+                    "series {:?} has a point at {t}, off the query's grid (start {start}, step {step}s)",
+                    series.labels
+                )),
+            });
+        }
+        Ok(result)
     }
 
     /// `/api/v1/query` at `time`.
@@ -293,14 +312,13 @@ impl SourceClient {
             .map(|s| ("match[]", s.to_string()))
             .collect();
         self.send_with_retries("federate", Request::Get(&params), false, |body| {
-            let text = String::from_utf8_lossy(body);
+            let text = String::from_utf8_lossy(&body);
             let lines = text.lines().map(|l| Ok(l.to_string()));
-            let scrape =
-                prometheus_parse::Scrape::parse(lines).map_err(|e| ScrapeError::Answer {
-                    source_name: self.name.clone(),
-                    error: ParseError::Shape(format!("federate body: {e}")),
-                })?;
-            Ok(scrape.samples)
+            let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| ScrapeError::Answer {
+                source_name: self.name.clone(),
+                error: ParseError::Shape(format!("federate body: {e}")),
+            });
+            std::future::ready(scrape.map(|s| s.samples))
         })
         .await
     }
@@ -314,34 +332,45 @@ impl SourceClient {
     ) -> Result<T, ScrapeError> {
         self.send_with_retries(path, Request::Get(params), true, |body| {
             let started = Instant::now();
-            let parsed = parse(body).map_err(|error| self.classify_answer(error));
+            let parsed = parse(&body).map_err(|error| self.classify_answer(error));
             self.decode_nanos
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            parsed
+            std::future::ready(parsed)
         })
         .await
     }
 
-    /// `/api/v1/read`: the raw series of each query, samples limited to the ranges given with them
-    /// (milliseconds, inclusive).
-    pub async fn remote_read(
+    /// `/api/v1/read`: the answer to `queries` handed to `decode` with each query's range of samples
+    /// (milliseconds, inclusive), on a blocking thread: decoding a window's answer takes a while. A body
+    /// that does not decode is retried like one cut short.
+    pub async fn remote_read<T: Send + 'static>(
         &self,
         queries: Vec<remote::Query>,
-    ) -> Result<Vec<Vec<RawSeries>>, ScrapeError> {
-        let ranges: Vec<(i64, i64)> = queries
+        decode: impl Fn(&bytes::Bytes, &[(i64, i64)]) -> Result<T, remote::WireError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<T, ScrapeError> {
+        let ranges: Arc<[(i64, i64)]> = queries
             .iter()
             .map(|q| (q.start_timestamp_ms, q.end_timestamp_ms))
             .collect();
         let body = remote::encode_request(queries);
+        let decode = Arc::new(decode);
         self.send_with_retries("api/v1/read", Request::RemoteRead(&body), false, |answer| {
-            let started = Instant::now();
-            let decoded = remote::decode_stream(answer, &ranges).map_err(|e| ScrapeError::Answer {
-                source_name: self.name.clone(),
-                error: ParseError::Shape(e.to_string()),
-            });
-            self.decode_nanos
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            decoded
+            let (decode, ranges) = (decode.clone(), ranges.clone());
+            async move {
+                let started = Instant::now();
+                let decoded = tokio::task::spawn_blocking(move || decode(&answer, &ranges))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                self.decode_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                decoded.map_err(|e| ScrapeError::Answer {
+                    source_name: self.name.clone(),
+                    error: ParseError::Shape(e.to_string()),
+                })
+            }
         })
         .await
     }
@@ -363,12 +392,12 @@ impl SourceClient {
 
     /// Sends the request and parses the answer, retrying both: a body cut short parses badly, and the
     /// next try may well be whole.
-    async fn send_with_retries<T>(
+    async fn send_with_retries<T, F: Future<Output = Result<T, ScrapeError>>>(
         &self,
         path: &str,
         request: Request<'_>,
         json: bool,
-        parse: impl Fn(&bytes::Bytes) -> Result<T, ScrapeError>,
+        parse: impl Fn(bytes::Bytes) -> F,
     ) -> Result<T, ScrapeError> {
         let mut attempt = 0;
         loop {
@@ -381,7 +410,11 @@ impl SourceClient {
                     .expect("semaphore never closed");
                 self.send_once(path, request, json).await
             };
-            match result.and_then(|body| parse(&body)) {
+            let result = match result {
+                Ok(body) => parse(body).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     self.metrics

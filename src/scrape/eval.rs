@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::parse::{QueryResult, Series};
-use super::remote::{LabelMatcher, Match, Query, RawSeries};
+use super::remote::{self, LabelMatcher, Match, Query, SeriesSink};
 
 /// Prometheus' default lookback of instant selectors (`--query.lookback-delta`).
 pub const DEFAULT_LOOKBACK_MS: i64 = 300_000;
@@ -71,78 +71,16 @@ impl Expr {
         }
     }
 
-    /// Evaluates at `start`, `start + step`, …, `end` (seconds), like `/api/v1/query_range`. Non-finite
-    /// results are dropped and counted, as the range-query parser does.
-    pub fn range(
-        &self,
-        series: &[RawSeries],
-        (start, end, step): (i64, i64, i64),
-        lookback_ms: i64,
-    ) -> QueryResult {
-        let steps = ((end - start).div_euclid(step) + 1).max(0) as usize;
-        // The series of each group, in the order they came (the order Prometheus aggregates them in).
-        let mut index: HashMap<Vec<&str>, usize> = HashMap::new();
-        let mut groups: Vec<(Vec<&str>, Vec<&RawSeries>)> = Vec::new();
-        for s in series {
-            let key: Vec<&str> = self.by.iter().map(|l| s.label(l)).collect();
-            match index.get(&key) {
-                Some(&g) => groups[g].1.push(s),
-                None => {
-                    index.insert(key.clone(), groups.len());
-                    groups.push((key, vec![s]));
-                }
-            }
-        }
-        let mut out = QueryResult::default();
-        let mut values: Vec<(usize, f64)> = Vec::new();
-        let mut live: Vec<(i64, f64)> = Vec::new();
-        for (key, members) in groups {
-            values.clear();
-            for s in &members {
-                self.evaluate(s, (start, step, steps), lookback_ms, &mut live, &mut values);
-            }
-            if members.len() > 1 {
-                // Stable: each step's values stay in series order.
-                values.sort_by_key(|v| v.0);
-            }
-            let mut points = Vec::with_capacity(values.len());
-            for run in values.chunk_by(|a, b| a.0 == b.0) {
-                let v = run[1..].iter().fold(run[0].1, |a, &(_, v)| match self.agg {
-                    Agg::Sum => a + v,
-                    Agg::Max if a < v || a.is_nan() => v,
-                    Agg::Max => a,
-                });
-                if v.is_finite() {
-                    points.push((start + run[0].0 as i64 * step, v));
-                } else {
-                    out.dropped_non_finite += 1;
-                }
-            }
-            if points.is_empty() {
-                continue;
-            }
-            let labels: BTreeMap<String, String> = self
-                .by
-                .iter()
-                .zip(key)
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(l, v)| (l.to_string(), v.to_string()))
-                .collect();
-            out.series.push(Series { labels, points });
-        }
-        out
-    }
-
-    /// Appends the value of `func(s)` at every step where it has one, as (step index, value).
+    /// Appends the value of `func(series)` at every step where it has one, as (step index, value).
     fn evaluate(
         &self,
-        s: &RawSeries,
+        samples: &[(i64, f64)],
         (start, step, steps): (i64, i64, usize),
         lookback_ms: i64,
         live: &mut Vec<(i64, f64)>,
         out: &mut Vec<(usize, f64)>,
     ) {
-        let (Some(first), Some(last)) = (s.samples.first(), s.samples.last()) else {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             return;
         };
         // Only the steps the series can reach.
@@ -154,13 +92,13 @@ impl Expr {
                 let mut i = 0;
                 for k in from..to {
                     let t = (start + k as i64 * step) * 1000;
-                    while i < s.samples.len() && s.samples[i].0 <= t {
+                    while i < samples.len() && samples[i].0 <= t {
                         i += 1;
                     }
                     if i == 0 {
                         continue;
                     }
-                    let (ts, v) = s.samples[i - 1];
+                    let (ts, v) = samples[i - 1];
                     if ts >= t - lookback_ms && !is_stale(v) {
                         out.push((k, v));
                     }
@@ -168,7 +106,7 @@ impl Expr {
             }
             Func::Rate { range_ms } => {
                 live.clear();
-                live.extend(s.samples.iter().filter(|p| !is_stale(p.1)));
+                live.extend(samples.iter().filter(|p| !is_stale(p.1)));
                 let (mut lo, mut hi) = (0, 0);
                 for k in from..to {
                     let t = (start + k as i64 * step) * 1000;
@@ -184,6 +122,153 @@ impl Expr {
                 }
             }
         }
+    }
+}
+
+/// One expression evaluated at `start`, `start + step`, …, `end` (seconds), like `/api/v1/query_range`,
+/// as the raw series of a remote-read answer stream in: each series is evaluated on its own and folded
+/// into its group's values, one per step, so that the raw samples of a window are never held together.
+pub struct RangeEval {
+    expr: Expr,
+    start: i64,
+    step: i64,
+    steps: usize,
+    lookback_ms: i64,
+    /// Group by the `by` labels' values, each followed by a NUL (which no label value holds).
+    index: HashMap<String, usize>,
+    /// In the order their first series came: the order Prometheus aggregates them in.
+    groups: Vec<Group>,
+    key: String,
+    live: Vec<(i64, f64)>,
+    values: Vec<(usize, f64)>,
+}
+
+/// A group's value at the steps `first..first + values.len()`, where `present`.
+struct Group {
+    labels: BTreeMap<String, String>,
+    first: usize,
+    values: Vec<f64>,
+    present: Vec<bool>,
+}
+
+impl RangeEval {
+    pub fn new(expr: Expr, (start, end, step): (i64, i64, i64), lookback_ms: i64) -> Self {
+        Self {
+            expr,
+            start,
+            step,
+            steps: ((end - start).div_euclid(step) + 1).max(0) as usize,
+            lookback_ms,
+            index: HashMap::new(),
+            groups: Vec::new(),
+            key: String::new(),
+            live: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Folds one series (labels sorted by name, samples in time order) into its group.
+    pub fn push(&mut self, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+        self.key.clear();
+        for l in self.expr.by {
+            self.key.push_str(remote::label(labels, l));
+            self.key.push('\0');
+        }
+        let g = match self.index.get(self.key.as_str()) {
+            Some(&g) => g,
+            None => {
+                self.index.insert(self.key.clone(), self.groups.len());
+                let labels = self
+                    .expr
+                    .by
+                    .iter()
+                    .map(|l| (*l, remote::label(labels, l)))
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(l, v)| (l.to_string(), v.to_string()))
+                    .collect();
+                self.groups.push(Group {
+                    labels,
+                    first: 0,
+                    values: Vec::new(),
+                    present: Vec::new(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        self.values.clear();
+        self.expr.evaluate(
+            samples,
+            (self.start, self.step, self.steps),
+            self.lookback_ms,
+            &mut self.live,
+            &mut self.values,
+        );
+        let (Some(lo), Some(hi)) = (self.values.first(), self.values.last()) else {
+            return;
+        };
+        let g = &mut self.groups[g];
+        g.cover(lo.0, hi.0 + 1);
+        for &(k, v) in &self.values {
+            let i = k - g.first;
+            g.values[i] = match (g.present[i], self.expr.agg) {
+                (false, _) => v,
+                (true, Agg::Sum) => g.values[i] + v,
+                (true, Agg::Max) if g.values[i] < v || g.values[i].is_nan() => v,
+                (true, Agg::Max) => g.values[i],
+            };
+            g.present[i] = true;
+        }
+    }
+
+    /// The groups with a value at some step, in order. Non-finite results are dropped and counted, as the
+    /// range-query parser does.
+    pub fn finish(self) -> QueryResult {
+        let mut out = QueryResult::default();
+        let (start, step) = (self.start, self.step);
+        for g in self.groups {
+            let mut points = Vec::with_capacity(g.values.len());
+            for (i, (&v, &present)) in g.values.iter().zip(&g.present).enumerate() {
+                if !present {
+                    continue;
+                }
+                if v.is_finite() {
+                    points.push((start + (g.first + i) as i64 * step, v));
+                } else {
+                    out.dropped_non_finite += 1;
+                }
+            }
+            if !points.is_empty() {
+                out.series.push(Series {
+                    labels: g.labels,
+                    points,
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Group {
+    /// Makes room for the steps `lo..hi`.
+    fn cover(&mut self, lo: usize, hi: usize) {
+        if self.values.is_empty() {
+            self.first = lo;
+        } else if lo < self.first {
+            let more = self.first - lo;
+            self.values.splice(0..0, std::iter::repeat_n(0.0, more));
+            self.present.splice(0..0, std::iter::repeat_n(false, more));
+            self.first = lo;
+        }
+        let len = hi.max(self.first + self.values.len()) - self.first;
+        self.values.resize(len, 0.0);
+        self.present.resize(len, false);
+    }
+}
+
+/// Series of query `i` go to the `i`th evaluation.
+impl SeriesSink for Vec<RangeEval> {
+    fn series(&mut self, query: usize, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+        self[query].push(labels, samples);
     }
 }
 
@@ -227,16 +312,20 @@ fn rate(points: &[(i64, f64)], range_start: i64, range_end: i64, range_ms: i64) 
 mod tests {
     use super::*;
 
-    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> RawSeries {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+    type Raw = (Vec<(&'static str, &'static str)>, Vec<(i64, f64)>);
+
+    fn series(labels: &[(&'static str, &'static str)], samples: &[(i64, f64)]) -> Raw {
+        let mut labels = labels.to_vec();
         labels.sort();
-        RawSeries {
-            labels,
-            samples: samples.to_vec(),
+        (labels, samples.to_vec())
+    }
+
+    fn range(e: &Expr, series: &[Raw], span: (i64, i64, i64), lookback_ms: i64) -> QueryResult {
+        let mut eval = RangeEval::new(*e, span, lookback_ms);
+        for (labels, samples) in series {
+            eval.push(labels, samples);
         }
+        eval.finish()
     }
 
     const L: i64 = DEFAULT_LOOKBACK_MS;
@@ -263,7 +352,7 @@ mod tests {
             &[("pod", "a")],
             &[(1_000_000, 1.0), (1_600_000, 2.0), (1_700_000, stale)],
         );
-        let r = GAUGE.range(&[s], (1_000, 2_000, 100), L);
+        let r = range(&GAUGE, &[s], (1_000, 2_000, 100), L);
         // 1000 s: the sample itself; 1300 s: exactly 5 minutes old, still seen; 1400–1500 s: too old;
         // 1600 s: the new sample; 1700 s on: the stale marker ends the series.
         assert_eq!(r.series.len(), 1);
@@ -285,7 +374,7 @@ mod tests {
         let a = series(&[("pod", "a"), ("cpu", "0")], &[(0, 1.0), (60_000, 5.0)]);
         let b = series(&[("pod", "a"), ("cpu", "1")], &[(0, 3.0), (60_000, 2.0)]);
         let c = series(&[("pod", "b")], &[(0, 7.0)]);
-        let r = GAUGE.range(&[a.clone(), b.clone(), c], (0, 60, 60), L);
+        let r = range(&GAUGE, &[a.clone(), b.clone(), c], (0, 60, 60), L);
         assert_eq!(r.series.len(), 2);
         assert_eq!(r.series[0].points, vec![(0, 3.0), (60, 5.0)]);
         assert_eq!(r.series[0].labels.len(), 1, "only the by labels stay");
@@ -295,7 +384,7 @@ mod tests {
             ..GAUGE
         };
         assert_eq!(
-            sum.range(&[a, b], (0, 60, 60), L).series[0].points,
+            range(&sum, &[a, b], (0, 60, 60), L).series[0].points,
             vec![(0, 4.0), (60, 7.0)]
         );
     }
@@ -305,13 +394,23 @@ mod tests {
         // Samples every 60 s, 10 a minute: rate 1/6 per second. At 600 s the range [300, 600] holds six
         // samples, exactly at both ends: no extrapolation needed.
         let pts: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64 * 10.0)).collect();
-        let r = COUNTER.range(&[series(&[("pod", "a")], &pts)], (600, 600, 60), L);
+        let r = range(
+            &COUNTER,
+            &[series(&[("pod", "a")], &pts)],
+            (600, 600, 60),
+            L,
+        );
         assert!((r.series[0].points[0].1 - 10.0 / 60.0).abs() < 1e-12);
         // Samples 15 s inside both ends: extrapolated by up to 1.1 average intervals, so to the ends.
         let pts: Vec<(i64, f64)> = (0..5)
             .map(|i| (15_000 + i * 60_000, 100.0 + i as f64 * 60.0))
             .collect();
-        let r = COUNTER.range(&[series(&[("pod", "a")], &pts)], (270, 270, 60), L);
+        let r = range(
+            &COUNTER,
+            &[series(&[("pod", "a")], &pts)],
+            (270, 270, 60),
+            L,
+        );
         // Range [-30 s, 270 s]: 240 s sampled, 45 s to the start and 15 s to the end, both under the
         // 66 s threshold, so extrapolated to the whole 300 s. The counter would reach zero 100 s before
         // its first sample, farther than the start: no cap.
@@ -323,14 +422,24 @@ mod tests {
         );
         // A reset: 50 → 5 counts as 5 more, not -45.
         let pts = [(0, 40.0), (60_000, 50.0), (120_000, 5.0)];
-        let r = COUNTER.range(&[series(&[("pod", "a")], &pts)], (120, 120, 60), L);
+        let r = range(
+            &COUNTER,
+            &[series(&[("pod", "a")], &pts)],
+            (120, 120, 60),
+            L,
+        );
         let increase = 5.0 - 40.0 + 50.0;
         // Range [-180 s, 120 s]: the first sample is 180 s from the start, past 1.1 × 60 s, so half an
         // interval is added there; the end is exact. Zero is 120 × 40 / 15 = 320 s away: no cap.
         let expect = increase * (150.0 / 120.0) / 300.0;
         assert!((r.series[0].points[0].1 - expect).abs() < 1e-12);
         // One sample in range: no rate.
-        let r = COUNTER.range(&[series(&[("pod", "a")], &[(0, 1.0)])], (0, 0, 60), L);
+        let r = range(
+            &COUNTER,
+            &[series(&[("pod", "a")], &[(0, 1.0)])],
+            (0, 0, 60),
+            L,
+        );
         assert!(r.series.is_empty());
     }
 }

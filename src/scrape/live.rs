@@ -61,8 +61,8 @@ impl SourceScraper {
         for r in [&req, &lim] {
             self.account(r, &counters);
         }
-        let mut agg = aggregate::capacity(&own, &req, "request");
-        agg.extend(aggregate::capacity(&own, &lim, "limit"));
+        let mut agg = aggregate::capacity(&own, &req, step, "request");
+        agg.extend(aggregate::capacity(&own, &lim, step, "limit"));
         let ids = tokio::sync::Mutex::new(IdCache::default());
         let written = self.store_aggregated(agg, &ids, &counters).await?;
         let ids = ids.into_inner();

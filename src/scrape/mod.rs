@@ -222,7 +222,8 @@ pub struct SourceReport {
     pub samples_written: u64,
     pub series: u64,
     pub seconds: f64,
-    /// Time spent decoding answers, aggregating pods into workload containers and storing windows,
+    /// Time spent decoding answers (and evaluating remote-read series, done as they are decoded),
+    /// aggregating pods into workload containers and storing windows,
     /// each summed over the concurrent jobs (so together they may exceed `seconds`).
     pub decode_seconds: f64,
     pub aggregate_seconds: f64,
@@ -354,8 +355,7 @@ impl SourceScraper {
             samples_written: counters.written.load(Ordering::Relaxed),
             series: ids.series.len() as u64,
             seconds: started.elapsed().as_secs_f64(),
-            decode_seconds: self.client.decode_seconds()
-                + counters.eval_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            decode_seconds: self.client.decode_seconds(),
             aggregate_seconds: counters.aggregate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             write_seconds: counters.write_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         })
@@ -447,18 +447,18 @@ impl SourceScraper {
         let out = match results {
             JobResults::One(r) => {
                 let agg = match job {
-                    Job::CpuUsage => aggregate::usage(&own, &r, "cpu", false),
-                    Job::MemoryUsage => aggregate::usage(&own, &r, "memory", true),
-                    Job::Requests => aggregate::capacity(&own, &r, "request"),
-                    _ => aggregate::capacity(&own, &r, "limit"),
+                    Job::CpuUsage => aggregate::usage(&own, &r, w.step, "cpu", false),
+                    Job::MemoryUsage => aggregate::usage(&own, &r, w.step, "memory", true),
+                    Job::Requests => aggregate::capacity(&own, &r, w.step, "request"),
+                    _ => aggregate::capacity(&own, &r, w.step, "limit"),
                 };
                 (agg, r.series.len() as u64)
             }
             JobResults::Two(a, b) => {
                 let n = (a.series.len() + b.series.len()) as u64;
                 let agg = match job {
-                    Job::Restarts => aggregate::restarts(&own, &a, &b, w.start),
-                    _ => aggregate::throttling(&own, &a, &b),
+                    Job::Restarts => aggregate::restarts(&own, &a, &b, (w.start, w.step)),
+                    _ => aggregate::throttling(&own, &a, &b, w.step),
                 };
                 (agg, n)
             }
@@ -531,8 +531,8 @@ impl SourceScraper {
     }
 
     /// Reads the series of `specs` (an expression and the first step it is evaluated at, up to the
-    /// window's end) in one remote-read request and evaluates each over the window's steps, off the async
-    /// threads.
+    /// window's end) in one remote-read request, evaluating each over the window's steps as the answer is
+    /// decoded.
     async fn remote(
         &self,
         specs: Vec<(eval::Expr, i64)>,
@@ -543,17 +543,17 @@ impl SourceScraper {
         let lookback = self.lookback_ms;
         counters.queries.fetch_add(1, Ordering::Relaxed);
         let queries = specs.iter().map(|(e, from)| e.query(*from, end, lookback));
-        let raw = self.client.remote_read(queries.collect()).await?;
-        let started = Instant::now();
-        let results = tokio::task::spawn_blocking(move || {
-            raw.iter()
-                .zip(&specs)
-                .map(|(series, (e, from))| e.range(series, (*from, end, step), lookback))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .expect("evaluation does not panic");
-        counters.add_time(&counters.eval_nanos, started);
+        let results = self
+            .client
+            .remote_read(queries.collect(), move |body, ranges| {
+                let mut evals: Vec<eval::RangeEval> = specs
+                    .iter()
+                    .map(|&(e, from)| eval::RangeEval::new(e, (from, end, step), lookback))
+                    .collect();
+                remote::decode_stream(body, ranges, &mut evals)?;
+                Ok(evals.into_iter().map(eval::RangeEval::finish).collect())
+            })
+            .await?;
         Ok(results)
     }
 
@@ -728,8 +728,6 @@ struct Counters {
     written: AtomicU64,
     /// Time spent aggregating pods into workload containers, summed over the jobs.
     aggregate_nanos: AtomicU64,
-    /// Time spent evaluating remote-read series, summed over the jobs.
-    eval_nanos: AtomicU64,
     /// Time spent storing windows (identities, read-merge-write of chunks), summed over the jobs.
     write_nanos: AtomicU64,
     /// Ownership per window, fetched once however many jobs ask for it.

@@ -73,12 +73,14 @@ pub struct ChunkedSeries {
     pub chunks: Vec<Chunk>,
 }
 
+/// Name and value stay in the answer's buffer (`bytes` has the wire format of `string`): a series' labels
+/// cost no allocation, and are checked to be UTF-8 once the series is whole.
 #[derive(Clone, PartialEq, Message)]
 pub struct Label {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub name: bytes::Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: bytes::Bytes,
 }
 
 /// One chunk as the source stores it; `kind` 1 is XOR (float samples).
@@ -124,34 +126,70 @@ pub fn decode_request(body: &[u8]) -> Result<ReadRequest, WireError> {
 #[error("remote-read answer: {0}")]
 pub struct WireError(pub String);
 
-/// One raw series: labels sorted by name, float samples (milliseconds, value) in time order, stale markers
-/// kept (they end a series for the instant selector).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RawSeries {
-    pub labels: Vec<(String, String)>,
-    pub samples: Vec<(i64, f64)>,
+/// Receives the series of a streamed answer one at a time, each whole: merged across the frames it was split
+/// over, its labels sorted by name, its float samples (milliseconds, value) in time order with one per
+/// time, stale markers kept (they end a series for the instant selector). Neither slice outlives the call:
+/// a window's raw samples are never all held at once.
+pub trait SeriesSink {
+    fn series(&mut self, query: usize, labels: &[(&str, &str)], samples: &[(i64, f64)]);
 }
 
-impl RawSeries {
-    pub fn label(&self, name: &str) -> &str {
-        self.labels
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
+/// The value of the label `name` in labels sorted by name, or "" (how PromQL sees a missing label).
+pub fn label<'a>(labels: &[(&str, &'a str)], name: &str) -> &'a str {
+    labels
+        .binary_search_by(|(n, _)| (*n).cmp(name))
+        .map_or("", |i| labels[i].1)
 }
 
 /// The frames' CRC-32C, with slice-by-16 tables: frames run to hundreds of MB per window, and the byte-wise
 /// table is 4 times slower.
 const CASTAGNOLI: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 
-/// Decodes a whole streamed answer into the series of each of `queries` queries, keeping the samples in
-/// `[min_ms, max_ms]` of each query (chunks come whole, so they reach past the range asked for).
+/// The series of one query being read: frames may split a series, so it is handed on when the next one
+/// begins or the answer ends. The buffers are reused from series to series.
+#[derive(Default)]
+struct Pending {
+    labels: Vec<Label>,
+    samples: Vec<(i64, f64)>,
+    open: bool,
+    /// The frame the series began in.
+    frame: usize,
+}
+
+impl Pending {
+    fn flush(&mut self, query: usize, sink: &mut impl SeriesSink) -> Result<(), WireError> {
+        if !std::mem::take(&mut self.open) {
+            return Ok(());
+        }
+        let samples = &mut self.samples;
+        // Chunks of overlapping blocks may repeat samples; keep one per time.
+        if samples.windows(2).any(|w| w[0].0 >= w[1].0) {
+            samples.sort_by_key(|p| p.0);
+            samples.dedup_by_key(|p| p.0);
+        }
+        fn text(b: &bytes::Bytes, frame: usize) -> Result<&str, WireError> {
+            std::str::from_utf8(b)
+                .map_err(|_| WireError(format!("frame {frame}: a label is not UTF-8")))
+        }
+        let labels = self
+            .labels
+            .iter()
+            .map(|l| Ok((text(&l.name, self.frame)?, text(&l.value, self.frame)?)))
+            .collect::<Result<Vec<_>, WireError>>()?;
+        sink.series(query, &labels, samples);
+        Ok(())
+    }
+}
+
+/// Decodes a streamed answer to the `ranges.len()` queries of its request, handing each series to `sink`
+/// with the samples in `[min_ms, max_ms]` of its query (chunks come whole, so they reach past the range
+/// asked for). On an error the sink has seen part of the answer: the caller drops what it gathered.
 pub fn decode_stream(
     body: &bytes::Bytes,
     ranges: &[(i64, i64)],
-) -> Result<Vec<Vec<RawSeries>>, WireError> {
-    let mut out: Vec<Vec<RawSeries>> = vec![Vec::new(); ranges.len()];
+    sink: &mut impl SeriesSink,
+) -> Result<(), WireError> {
+    let mut pending: Vec<Pending> = (0..ranges.len()).map(|_| Pending::default()).collect();
     let mut rest: &[u8] = body;
     let mut frame = 0usize;
     while !rest.is_empty() {
@@ -166,7 +204,7 @@ pub fn decode_stream(
         if CASTAGNOLI.checksum(data) != crc {
             return Err(WireError(format!("frame {frame}: checksum mismatch")));
         }
-        // Chunk data stays in the body's buffer: no copy per chunk.
+        // Labels and chunk data stay in the body's buffer: no copy per label or chunk.
         let data = body.slice_ref(data);
         rest = &rest[4 + len..];
         let msg = ChunkedReadResponse::decode(data)
@@ -181,20 +219,29 @@ pub fn decode_stream(
                 ))
             })?;
         let (min_ms, max_ms) = ranges[q];
-        for s in msg.chunked_series {
-            let mut labels: Vec<(String, String)> =
-                s.labels.into_iter().map(|l| (l.name, l.value)).collect();
-            labels.sort_unstable();
+        let p = &mut pending[q];
+        for mut s in msg.chunked_series {
+            if !s.labels.is_sorted_by(|a, b| a.name <= b.name) {
+                s.labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            }
+            // A series split over frames continues the one before it.
+            if !(p.open && p.labels == s.labels) {
+                p.flush(q, sink)?;
+                p.labels = s.labels;
+                p.samples.clear();
+                p.open = true;
+                p.frame = frame;
+            }
             let in_range = |c: &&Chunk| c.max_time_ms >= min_ms && c.min_time_ms <= max_ms;
             // Each chunk's header gives its sample count.
-            let capacity = s
+            let more: usize = s
                 .chunks
                 .iter()
                 .filter(in_range)
                 .filter(|c| c.data.len() >= 2)
                 .map(|c| u16::from_be_bytes([c.data[0], c.data[1]]) as usize)
                 .sum();
-            let mut samples = Vec::with_capacity(capacity);
+            p.samples.reserve(more);
             for c in s.chunks.iter().filter(in_range) {
                 if c.r#type != XOR {
                     return Err(WireError(format!(
@@ -202,28 +249,16 @@ pub fn decode_stream(
                         c.r#type
                     )));
                 }
-                decode_xor(&c.data, min_ms, max_ms, &mut samples)
+                decode_xor(&c.data, min_ms, max_ms, &mut p.samples)
                     .map_err(|e| WireError(format!("frame {frame}: {e}")))?;
-            }
-            // A series split over frames continues the one before it.
-            let series = &mut out[q];
-            match series.last_mut() {
-                Some(last) if last.labels == labels => last.samples.extend(samples),
-                _ => series.push(RawSeries { labels, samples }),
             }
         }
         frame += 1;
     }
-    for series in &mut out {
-        for s in series.iter_mut() {
-            // Chunks of overlapping blocks may repeat samples; keep one per time.
-            if s.samples.windows(2).any(|w| w[0].0 >= w[1].0) {
-                s.samples.sort_by_key(|p| p.0);
-                s.samples.dedup_by_key(|p| p.0);
-            }
-        }
+    for (q, p) in pending.iter_mut().enumerate() {
+        p.flush(q, sink)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reads bits most significant first, as Prometheus' `bstream` writes them, through a 64-bit buffer.
@@ -538,7 +573,7 @@ pub mod tests {
             labels: vec![
                 Label {
                     name: "pod".into(),
-                    value: pod.into(),
+                    value: bytes::Bytes::copy_from_slice(pod.as_bytes()),
                 },
                 Label {
                     name: "__name__".into(),
@@ -565,26 +600,60 @@ pub mod tests {
             query_index: 1,
         }));
         let body = bytes::Bytes::from(body);
-        let got = decode_stream(&body, &[(0, 3_000), (0, 10_000)]).unwrap();
-        assert_eq!(got[0].len(), 1);
-        assert_eq!(got[0][0].label("pod"), "a");
-        assert_eq!(got[0][0].labels[0].0, "__name__", "labels sorted by name");
+        let decode = |body: &bytes::Bytes, ranges: &[(i64, i64)]| {
+            let mut got = Collected::default();
+            decode_stream(body, ranges, &mut got).map(|()| got.0)
+        };
+        let got = decode(&body, &[(0, 3_000), (0, 10_000)]).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        let (q, labels, samples) = &got[0];
+        assert_eq!(*q, 0);
         assert_eq!(
-            got[0][0].samples,
-            vec![(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]
+            labels,
+            &[("__name__".into(), "m".into()), ("pod".into(), "a".into())],
+            "labels sorted by name"
         );
-        assert_eq!(got[1][0].samples, vec![(1_000, 7.0)]);
+        assert_eq!(samples, &[(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]);
+        assert_eq!(
+            got[1],
+            (
+                1,
+                vec![("__name__".into(), "m".into()), ("pod".into(), "b".into())],
+                vec![(1_000, 7.0)]
+            )
+        );
 
         let mut bad = body.to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
-        let e = decode_stream(&bad.into(), &[(0, 3_000), (0, 10_000)]).unwrap_err();
+        let e = decode(&bad.into(), &[(0, 3_000), (0, 10_000)]).unwrap_err();
         assert!(e.0.contains("frame 2: checksum"), "{e}");
-        let e =
-            decode_stream(&body.slice(..body.len() - 3), &[(0, 3_000), (0, 10_000)]).unwrap_err();
+        let e = decode(&body.slice(..body.len() - 3), &[(0, 3_000), (0, 10_000)]).unwrap_err();
         assert!(e.0.contains("cut short"), "{e}");
-        let e = decode_stream(&body, &[(0, 3_000)]).unwrap_err();
+        let e = decode(&body, &[(0, 3_000)]).unwrap_err();
         assert!(e.0.contains("query index 1 out of range"), "{e}");
+        let mut latin1 = series("a", &[(1_000, 1.0)]);
+        latin1.labels[0].value = bytes::Bytes::from_static(b"caf\xe9");
+        let odd = frame(&ChunkedReadResponse {
+            chunked_series: vec![latin1],
+            query_index: 0,
+        });
+        let e = decode(&odd.into(), &[(0, 3_000)]).unwrap_err();
+        assert!(e.0.contains("frame 0: a label is not UTF-8"), "{e}");
+    }
+
+    /// A series as the sink saw it: its query, labels and samples.
+    type Seen = (usize, Vec<(String, String)>, Vec<(i64, f64)>);
+
+    /// Every series an answer holds.
+    #[derive(Default)]
+    struct Collected(Vec<Seen>);
+
+    impl SeriesSink for Collected {
+        fn series(&mut self, query: usize, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+            let labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string()));
+            self.0.push((query, labels.collect(), samples.to_vec()));
+        }
     }
 
     #[test]

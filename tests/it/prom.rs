@@ -173,6 +173,8 @@ pub enum Fault {
     Truncated,
     PrometheusError422,
     Slow,
+    /// Range-query answers with every timestamp a second off the grid asked for.
+    OffGrid,
 }
 
 /// A proxy in front of a real Prometheus that injects `faults` in order, one per request, then passes
@@ -295,6 +297,15 @@ impl FaultProxy {
             let mut body = resp.bytes().await.unwrap_or_default().to_vec();
             if fault == Fault::Truncated {
                 body.truncate(body.len() / 2);
+            }
+            if fault == Fault::OffGrid && req.uri.path().ends_with("query_range") {
+                let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                for s in v["data"]["result"].as_array_mut().into_iter().flatten() {
+                    for p in s["values"].as_array_mut().into_iter().flatten() {
+                        p[0] = (p[0].as_f64().unwrap() + 1.0).into();
+                    }
+                }
+                body = serde_json::to_vec(&v).unwrap();
             }
             Response::builder()
                 .status(status)

@@ -335,6 +335,32 @@ async fn faults_are_retried_counted_and_lose_nothing(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_range_answer_off_the_grid_it_was_asked_for_is_refused_by_name(pool: PgPool) {
+    let prom = TestPrometheus::start(fixture(6).as_bytes());
+    let proxy = FaultProxy::start(&prom.url, vec![Fault::OffGrid; 100]).await;
+    let store = Store::from_pool(pool.clone());
+    let s = settings(&proxy.url);
+    let scraper = SourceScraper::new(&s.sources[0], &s.scrape, store.clone(), Metrics::new())
+        .await
+        .unwrap();
+    let err = scraper
+        .run(RunOptions {
+            end: T0 + 6 * 3_600 - STEP,
+            backfill_secs: 6 * 3_600,
+            progress: false,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("off the query's grid (start "), "{err}");
+    let stored: i64 = sqlx::query_scalar("select count(*) from sample_chunk")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing from a wrong answer is stored");
+}
+
+#[sqlx::test]
 async fn prometheus_killed_mid_backfill_ends_complete_after_restart(pool: PgPool) {
     let mut prom = TestPrometheus::start(fixture(48).as_bytes());
     // The proxy holds every request after the 40th, so the kill lands in the middle of the backfill.

@@ -93,12 +93,9 @@ impl Target {
                 .iter()
                 .map(|q| (q.start_timestamp_ms, q.end_timestamp_ms))
                 .collect();
-            let series = remote::decode_stream(&answer, &ranges)?;
-            cost.samples = series
-                .iter()
-                .flatten()
-                .map(|s| s.samples.len() as u64)
-                .sum();
+            let mut count = SampleCount(0);
+            remote::decode_stream(&answer, &ranges, &mut count)?;
+            cost.samples = count.0;
             cost.queryable_samples = cost.samples;
         }
         Ok(cost)
@@ -349,4 +346,13 @@ async fn krr_object(
         cost.add(&a?.0);
     }
     Ok(cost)
+}
+
+/// Counts the samples of a remote-read answer.
+struct SampleCount(u64);
+
+impl remote::SeriesSink for SampleCount {
+    fn series(&mut self, _: usize, _: &[(&str, &str)], samples: &[(i64, f64)]) {
+        self.0 += samples.len() as u64;
+    }
 }
