@@ -406,7 +406,11 @@ impl SourceScraper {
             };
             let done = window;
             let store = async {
-                let written = self.store_aggregated(aggregated, ids, counters).await?;
+                // A window starting on a chunk boundary writes chunks past everything the job stored.
+                let fresh = done.start.rem_euclid(CHUNK_SECS) == 0;
+                let written = self
+                    .store_aggregated(aggregated, fresh, ids, counters)
+                    .await?;
                 counters.written.fetch_add(written, Ordering::Relaxed);
                 self.store
                     .set_scrape_mark(self.cluster_id, job.name(), done.end)
@@ -621,10 +625,12 @@ impl SourceScraper {
         }
     }
 
-    /// Upserts the identities the window introduced, then writes its samples.
+    /// Upserts the identities the window introduced, then writes its samples (`fresh`: expected to be
+    /// past everything stored, see `Store::write_new_samples`).
     async fn store_aggregated(
         &self,
         agg: Vec<Aggregated>,
+        fresh: bool,
         ids: &tokio::sync::Mutex<IdCache>,
         counters: &Counters,
     ) -> Result<u64, Error> {
@@ -677,7 +683,12 @@ impl SourceScraper {
             })
             .collect();
         drop(cache);
-        let written = self.store.write_samples(&batch).await?.samples_written;
+        let written = if fresh {
+            self.store.write_new_samples(&batch).await?
+        } else {
+            self.store.write_samples(&batch).await?
+        };
+        let written = written.samples_written;
         counters.add_time(&counters.write_nanos, started);
         Ok(written)
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::codec::Chunk;
+use super::samples::decode_stored;
 use super::{Result, Store, StoreError};
 
 /// One hour per rollup point.
@@ -378,7 +379,7 @@ impl Store {
         .await?;
         let mut stored: BTreeMap<(i64, i64), Chunk> = BTreeMap::new();
         for row in existing {
-            let chunk = decode_rollup(row.series_id, row.chunk_start, &row.data)?;
+            let chunk = decode_stored(row.series_id, row.chunk_start, &row.data)?;
             stored.insert((row.series_id, row.chunk_start), chunk);
         }
 
@@ -461,7 +462,7 @@ impl Store {
         .await?;
         let mut out: BTreeMap<i64, Vec<HourlyRollup>> = BTreeMap::new();
         for row in rows {
-            let chunk = decode_rollup(row.series_id, row.chunk_start, &row.data)?;
+            let chunk = decode_stored(row.series_id, row.chunk_start, &row.data)?;
             let hours = chunk_to_rollups(&chunk).ok_or(StoreError::Corrupt {
                 series_id: row.series_id,
                 chunk_start: row.chunk_start,
@@ -721,14 +722,6 @@ impl Store {
             })
             .collect())
     }
-}
-
-fn decode_rollup(series_id: i64, chunk_start: i64, data: &[u8]) -> Result<Chunk> {
-    Chunk::decode(data).map_err(|source| StoreError::Corrupt {
-        series_id,
-        chunk_start,
-        source,
-    })
 }
 
 /// Column arrays of chunk rows for one `unnest` statement.

@@ -20,6 +20,15 @@ pub struct WriteStats {
     pub chunks_written: u64,
 }
 
+/// A stored chunk's data (raw or rollup), decoded; a chunk that does not decode is named.
+pub(super) fn decode_stored(series_id: i64, chunk_start: i64, data: &[u8]) -> Result<Chunk> {
+    Chunk::decode(data).map_err(|source| StoreError::Corrupt {
+        series_id,
+        chunk_start,
+        source,
+    })
+}
+
 fn chunk_start(ts: i64) -> i64 {
     ts.div_euclid(CHUNK_SECS) * CHUNK_SECS
 }
@@ -29,6 +38,19 @@ impl Store {
     /// a batch that brings nothing new writes nothing. Input needs no order; within the batch the last
     /// value for a timestamp wins. Non-finite values are dropped (Prometheus' stale markers and NaNs).
     pub async fn write_samples(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<WriteStats> {
+        self.write(batch, false).await
+    }
+
+    /// `write_samples` for a batch expected to fall only in chunks not stored yet (a backfill window
+    /// that starts on a chunk boundary past the high-water mark). The chunks are copied in without first
+    /// looking up the ones they fall in, which is most of Postgres' work besides the copy. Should one
+    /// exist after all (a write whose mark was not saved, another writer), the key refuses the copy, which
+    /// leaves nothing behind, and the batch is written the careful way: the outcome is the same.
+    pub async fn write_new_samples(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<WriteStats> {
+        self.write(batch, true).await
+    }
+
+    async fn write(&self, batch: &[(i64, Vec<(i64, f64)>)], mut blind: bool) -> Result<WriteStats> {
         let incoming = chunks_of(batch);
         if incoming.is_empty() {
             return Ok(WriteStats::default());
@@ -40,9 +62,9 @@ impl Store {
         // Two writers creating the same new chunk: the loser's copy meets the key, and the whole batch is
         // retried as a merge, so neither loses samples.
         for _attempt in 0..5 {
-            match self.try_write_chunks(&incoming, (lo, hi)).await {
+            match self.try_write_chunks(&incoming, (lo, hi), blind).await {
                 Ok(Some(stats)) => return Ok(stats),
-                Ok(None) => {}
+                Ok(None) => blind = false,
                 // Another replica's retention dropped a partition this process thought it had: forget
                 // what it knows and create them again.
                 Err(StoreError::Database(sqlx::Error::Database(e)))
@@ -62,41 +84,18 @@ impl Store {
     }
 
     /// Writes the chunks in one transaction; `(lo, hi)` are their earliest and latest chunk starts.
+    /// `blind`: copy every chunk in without reading which exist (None if one does).
     async fn try_write_chunks(
         &self,
         incoming: &[((i64, i64), Chunk)],
         (lo, hi): (i64, i64),
+        blind: bool,
     ) -> Result<Option<WriteStats>> {
-        let ids: Vec<i64> = incoming.iter().map(|(k, _)| k.0).collect();
-        let starts: Vec<i64> = incoming.iter().map(|(k, _)| k.1).collect();
         let mut tx = self.pool.begin().await?;
-        // The bounds let Postgres skip the day partitions the batch cannot touch; without them every
-        // key is looked up in every partition.
-        let existing = sqlx::query!(
-            r#"select c.series_id, extract(epoch from c.chunk_start)::bigint as "chunk_start!", c.data
-               from sample_chunk c
-               join unnest($1::bigint[], $2::bigint[]) as k(series_id, start)
-                 on c.series_id = k.series_id and c.chunk_start = to_timestamp(k.start)
-               where c.chunk_start >= to_timestamp($3) and c.chunk_start <= to_timestamp($4)
-               order by c.series_id, c.chunk_start
-               for update of c"#,
-            &ids,
-            &starts,
-            lo as f64,
-            hi as f64
-        )
-        .fetch_all(&mut *tx)
-        .await?;
         let mut stored: BTreeMap<(i64, i64), Chunk> = BTreeMap::new();
-        for row in existing {
-            let chunk = Chunk::decode(&row.data).map_err(|source| StoreError::Corrupt {
-                series_id: row.series_id,
-                chunk_start: row.chunk_start,
-                source,
-            })?;
-            stored.insert((row.series_id, row.chunk_start), chunk);
+        if !blind {
+            stored = self.lock_stored(&mut tx, incoming, (lo, hi)).await?;
         }
-
         let mut stats = WriteStats::default();
         // Brand-new chunks go in with one binary COPY, the cheapest way into Postgres; chunks that exist
         // are merged and rewritten with one update.
@@ -168,6 +167,41 @@ impl Store {
         Ok(Some(stats))
     }
 
+    /// The stored chunks among `incoming`'s, locked until the transaction ends, decoded.
+    async fn lock_stored(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        incoming: &[((i64, i64), Chunk)],
+        (lo, hi): (i64, i64),
+    ) -> Result<BTreeMap<(i64, i64), Chunk>> {
+        let ids: Vec<i64> = incoming.iter().map(|(k, _)| k.0).collect();
+        let starts: Vec<i64> = incoming.iter().map(|(k, _)| k.1).collect();
+        // The bounds let Postgres skip the day partitions the batch cannot touch; without them every
+        // key is looked up in every partition.
+        let existing = sqlx::query!(
+            r#"select c.series_id, extract(epoch from c.chunk_start)::bigint as "chunk_start!", c.data
+               from sample_chunk c
+               join unnest($1::bigint[], $2::bigint[]) as k(series_id, start)
+                 on c.series_id = k.series_id and c.chunk_start = to_timestamp(k.start)
+               where c.chunk_start >= to_timestamp($3) and c.chunk_start <= to_timestamp($4)
+               order by c.series_id, c.chunk_start
+               for update of c"#,
+            &ids,
+            &starts,
+            lo as f64,
+            hi as f64
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut stored = BTreeMap::new();
+        for row in existing {
+            let chunk = decode_stored(row.series_id, row.chunk_start, &row.data)?;
+            stored.insert((row.series_id, row.chunk_start), chunk);
+        }
+
+        Ok(stored)
+    }
+
     /// Samples of one series with `from <= ts < to`, in time order.
     pub async fn read_samples(
         &self,
@@ -204,11 +238,7 @@ impl Store {
         .await?;
         let mut out: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
         for row in rows {
-            let chunk = Chunk::decode(&row.data).map_err(|source| StoreError::Corrupt {
-                series_id: row.series_id,
-                chunk_start: row.chunk_start,
-                source,
-            })?;
+            let chunk = decode_stored(row.series_id, row.chunk_start, &row.data)?;
             out.entry(row.series_id)
                 .or_default()
                 .extend(chunk.points().filter(|(t, _)| *t >= from && *t < to));

@@ -114,6 +114,30 @@ async fn a_duplicate_write_stores_nothing_twice(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_write_expected_new_that_meets_stored_chunks_merges_like_any_other(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let series = one_series(&store).await;
+    let at = |i: i64| (1_700_000_000 + i * 60, i as f64);
+    store
+        .write_new_samples(&[(series, (0..500).map(at).collect())])
+        .await
+        .unwrap();
+    // Half of these are stored: the copy is refused and the batch merged, with nothing lost or twice.
+    let stats = store
+        .write_new_samples(&[(series, (250..750).map(at).collect())])
+        .await
+        .unwrap();
+    assert_eq!(stats.samples_written, 250);
+    let again = store
+        .write_new_samples(&[(series, (0..750).map(at).collect())])
+        .await
+        .unwrap();
+    assert_eq!((again.samples_written, again.chunks_written), (0, 0));
+    let back = store.read_samples(series, 0, i64::MAX / 2).await.unwrap();
+    assert_eq!(back, (0..750).map(at).collect::<Vec<_>>());
+}
+
+#[sqlx::test]
 async fn concurrent_writers_of_the_same_new_chunk_lose_nothing(pool: PgPool) {
     let store = Store::from_pool(pool);
     let series = one_series(&store).await;
