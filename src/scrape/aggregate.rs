@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::parse::{QueryResult, Series};
+use super::parse::{QueryResult, SeriesView};
 use crate::store::{ContainerKey, WorkloadKey};
 
 /// Who owns which pod, from `kube_pod_owner` and `kube_replicaset_owner`.
@@ -135,7 +135,7 @@ pub struct Aggregated {
     pub points: Vec<(i64, f64)>,
 }
 
-fn container_key(own: &Ownership, s: &Series) -> Option<ContainerKey> {
+fn container_key(own: &Ownership, s: &impl SeriesView) -> Option<ContainerKey> {
     let (ns, pod, container) = (s.label("namespace"), s.label("pod"), s.label("container"));
     if ns.is_empty() || pod.is_empty() || container.is_empty() || container == "POD" {
         return None;
@@ -159,9 +159,9 @@ struct Steps {
 }
 
 impl Steps {
-    fn fold(&mut self, members: &[&[(i64, f64)]], step: i64) {
-        let all = || members.iter().flat_map(|m| m.iter().map(|p| p.0));
-        let (Some(t0), Some(t1)) = (all().min(), all().max()) else {
+    fn fold<S: SeriesView>(&mut self, members: &[&S], step: i64) {
+        let spans = || members.iter().filter_map(|m| m.span());
+        let (Some(t0), Some(t1)) = (spans().map(|s| s.0).min(), spans().map(|s| s.1).max()) else {
             self.count.clear();
             return;
         };
@@ -174,8 +174,7 @@ impl Steps {
         self.count.clear();
         self.count.resize(n, 0);
         for m in members {
-            for &(t, v) in *m {
-                let i = ((t - t0) / step) as usize;
+            for (i, v) in m.slots(t0, step) {
                 self.sum[i] += v;
                 self.max[i] = self.max[i].max(v);
                 self.count[i] += 1;
@@ -216,16 +215,16 @@ fn sum_pairs(points: &[PairPoint], step: i64) -> impl Iterator<Item = PairPoint>
         .filter_map(move |(i, sum)| Some((t0 + i as i64 * step, sum?)))
 }
 
-/// Groups the series of `result` by the key `key_of` gives (series without a key are skipped), their points
-/// borrowed from the answer.
-fn group<'a, K: Ord>(
-    result: &'a QueryResult,
-    mut key_of: impl FnMut(&Series) -> Option<K>,
-) -> BTreeMap<K, Vec<&'a [(i64, f64)]>> {
-    let mut groups: BTreeMap<K, Vec<&'a [(i64, f64)]>> = BTreeMap::new();
+/// Groups the series of `result` by the key `key_of` gives (series without a key are skipped), in the
+/// order they came.
+fn group<'a, K: Ord, S: SeriesView>(
+    result: &'a QueryResult<S>,
+    mut key_of: impl FnMut(&S) -> Option<K>,
+) -> BTreeMap<K, Vec<&'a S>> {
+    let mut groups: BTreeMap<K, Vec<&'a S>> = BTreeMap::new();
     for s in &result.series {
         if let Some(key) = key_of(s) {
-            groups.entry(key).or_default().push(&s.points);
+            groups.entry(key).or_default().push(s);
         }
     }
     groups
@@ -233,9 +232,9 @@ fn group<'a, K: Ord>(
 
 /// Usage per replica: the mean over the workload's pods, the max over them, and (for memory) the number of
 /// replicas reporting at each step.
-pub fn usage(
+pub fn usage<S: SeriesView>(
     own: &Ownership,
-    result: &QueryResult,
+    result: &QueryResult<S>,
     step: i64,
     resource: &'static str,
     with_replicas: bool,
@@ -249,7 +248,7 @@ pub fn usage(
     let mut steps = Steps::default();
     for (key, members) in groups {
         steps.fold(&members, step);
-        let n = members.iter().map(|m| m.len()).max().unwrap_or(0);
+        let n = members.iter().map(|m| m.point_count()).max().unwrap_or(0);
         let mut mean = Vec::with_capacity(n);
         let mut max = Vec::with_capacity(n);
         let mut replicas = Vec::with_capacity(if with_replicas { n } else { 0 });
@@ -286,9 +285,9 @@ pub fn usage(
 
 /// Requests or limits (`kind` is "request" or "limit"): the largest over the workload's pods at each step,
 /// per resource; resources other than cpu and memory are ignored.
-pub fn capacity(
+pub fn capacity<S: SeriesView>(
     own: &Ownership,
-    result: &QueryResult,
+    result: &QueryResult<S>,
     step: i64,
     kind: &'static str,
 ) -> Vec<Aggregated> {
@@ -323,16 +322,16 @@ pub fn capacity(
 /// Restarts and OOM kills per step, from the restart counters and the "last terminated reason" flag.
 /// The first point of each pod is only a baseline: the caller queries one step before the window so that
 /// a restart at the window's first step is still seen, and drops points before `from`.
-pub fn restarts(
+pub fn restarts<S: SeriesView>(
     own: &Ownership,
-    counters: &QueryResult,
-    oom_flags: &QueryResult,
+    counters: &QueryResult<S>,
+    oom_flags: &QueryResult<S>,
     (from, step): (i64, i64),
 ) -> Vec<Aggregated> {
     let mut flags: HashMap<(&str, &str, &str), Points> = HashMap::new();
     for s in &oom_flags.series {
         let k = (s.label("namespace"), s.label("pod"), s.label("container"));
-        flags.entry(k).or_default().extend_from_slice(&s.points);
+        flags.entry(k).or_default().extend(s.points());
     }
     for f in flags.values_mut() {
         // Time order; where two series give the same time, the later one counts.
@@ -353,8 +352,11 @@ pub fn restarts(
         let g = groups.entry(key).or_default();
         // Flags at or before the current time: the counter's points are in time order, so a cursor will do.
         let mut seen = 0;
-        for w in s.points.windows(2) {
-            let ((_, prev), (t, v)) = (w[0], w[1]);
+        let mut last = None;
+        for (t, v) in s.points() {
+            let Some(prev) = last.replace(v) else {
+                continue;
+            };
             while seen < flag.len() && flag[seen].0 <= t {
                 seen += 1;
             }
@@ -394,10 +396,10 @@ pub fn restarts(
 }
 
 /// The share of CFS periods in which the container was throttled, over the workload's pods.
-pub fn throttling(
+pub fn throttling<S: SeriesView>(
     own: &Ownership,
-    throttled: &QueryResult,
-    periods: &QueryResult,
+    throttled: &QueryResult<S>,
+    periods: &QueryResult<S>,
     step: i64,
 ) -> Vec<Aggregated> {
     // Each point carries (throttled, periods), one of them zero, so one sort lines both up by time.
@@ -408,9 +410,8 @@ pub fn throttling(
                 continue;
             };
             sums.entry(key).or_default().extend(
-                s.points
-                    .iter()
-                    .map(|&(t, v)| (t, if is_throttled { (v, 0.0) } else { (0.0, v) })),
+                s.points()
+                    .map(|(t, v)| (t, if is_throttled { (v, 0.0) } else { (0.0, v) })),
             );
         }
     }
@@ -434,6 +435,7 @@ pub fn throttling(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scrape::parse::Series;
 
     fn series(labels: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
         Series {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::parse::{QueryResult, Series};
+use super::parse::{QueryResult, SeriesView};
 use super::remote::{self, LabelMatcher, Match, Query, SeriesSink};
 
 /// Prometheus' default lookback of instant selectors (`--query.lookback-delta`).
@@ -220,31 +220,81 @@ impl RangeEval {
         }
     }
 
-    /// The groups with a value at some step, in order. Non-finite results are dropped and counted, as the
-    /// range-query parser does.
-    pub fn finish(self) -> QueryResult {
+    /// The groups with a value at some step, in order, each turned in place into a `GridSeries`.
+    /// Non-finite results are dropped and counted, as the range-query parser does.
+    pub fn finish(self) -> QueryResult<GridSeries> {
         let mut out = QueryResult::default();
-        let (start, step) = (self.start, self.step);
         for g in self.groups {
-            let mut points = Vec::with_capacity(g.values.len());
-            for (i, (&v, &present)) in g.values.iter().zip(&g.present).enumerate() {
+            let Group {
+                labels,
+                first,
+                mut values,
+                present,
+            } = g;
+            let mut points = 0;
+            for (v, present) in values.iter_mut().zip(present) {
                 if !present {
-                    continue;
-                }
-                if v.is_finite() {
-                    points.push((start + (g.first + i) as i64 * step, v));
+                    *v = f64::NAN;
+                } else if v.is_finite() {
+                    points += 1;
                 } else {
                     out.dropped_non_finite += 1;
+                    *v = f64::NAN;
                 }
             }
-            if !points.is_empty() {
-                out.series.push(Series {
-                    labels: g.labels,
+            if points > 0 {
+                out.series.push(GridSeries {
+                    labels,
+                    t0: self.start + first as i64 * self.step,
+                    step: self.step,
+                    values,
                     points,
                 });
             }
         }
         out
+    }
+}
+
+/// An evaluated group: its value at the steps `t0`, `t0 + step`, …, NaN where it has none (its non-finite
+/// results are dropped, so NaN means nothing else). Half the memory of (time, value) pairs for a pod that
+/// lives through the window, and aggregation places each value without dividing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridSeries {
+    pub labels: BTreeMap<String, String>,
+    pub t0: i64,
+    pub step: i64,
+    pub values: Vec<f64>,
+    /// How many values are not NaN.
+    points: usize,
+}
+
+impl SeriesView for GridSeries {
+    fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
+    fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let (t0, step) = (self.t0, self.step);
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .map(move |(i, &v)| (t0 + i as i64 * step, v))
+    }
+    fn point_count(&self) -> usize {
+        self.points
+    }
+    fn span(&self) -> Option<(i64, i64)> {
+        let last = self.values.len().checked_sub(1)?;
+        Some((self.t0, self.t0 + last as i64 * self.step))
+    }
+    fn slots(&self, t0: i64, step: i64) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let offset = ((self.t0 - t0) / step) as usize;
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .map(move |(i, &v)| (offset + i, v))
     }
 }
 
@@ -311,6 +361,7 @@ fn rate(points: &[(i64, f64)], range_start: i64, range_end: i64, range_ms: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scrape::parse::Series;
 
     type Raw = (Vec<(&'static str, &'static str)>, Vec<(i64, f64)>);
 
@@ -320,12 +371,38 @@ mod tests {
         (labels, samples.to_vec())
     }
 
+    /// The evaluation of `series`, as (time, value) pairs.
     fn range(e: &Expr, series: &[Raw], span: (i64, i64, i64), lookback_ms: i64) -> QueryResult {
         let mut eval = RangeEval::new(*e, span, lookback_ms);
         for (labels, samples) in series {
             eval.push(labels, samples);
         }
-        eval.finish()
+        let grid = eval.finish();
+        let series = grid.series.iter().map(|g| Series {
+            labels: g.labels.clone(),
+            points: g.points().collect(),
+        });
+        QueryResult {
+            series: series.collect(),
+            dropped_non_finite: grid.dropped_non_finite,
+        }
+    }
+
+    #[test]
+    fn a_group_grows_both_ways_and_drops_what_is_not_finite() {
+        let later = series(&[("pod", "a"), ("cpu", "0")], &[(120_000, 1.0)]);
+        let earlier = series(
+            &[("pod", "a"), ("cpu", "1")],
+            &[(0, f64::INFINITY), (60_000, 2.0)],
+        );
+        let sum = Expr {
+            agg: Agg::Sum,
+            ..GAUGE
+        };
+        let r = range(&sum, &[later, earlier], (0, 180, 60), 0);
+        // Each sample is seen at its own step only (no lookback): +Inf at 0 s, 2 at 60 s, 1 at 120 s.
+        assert_eq!(r.series[0].points, vec![(60, 2.0), (120, 1.0)]);
+        assert_eq!(r.dropped_non_finite, 1);
     }
 
     const L: i64 = DEFAULT_LOOKBACK_MS;

@@ -20,7 +20,7 @@ use std::time::Instant;
 use aggregate::{Aggregated, Ownership};
 use client::{RetryPolicy, ScrapeError, SourceClient};
 pub use live::LiveReport;
-use parse::QueryResult;
+use parse::{QueryResult, SeriesView};
 
 use crate::config::{QueryOverrides, ReadApi, ScrapeSettings, SourceSettings};
 use crate::metrics::{Metrics, SourceLabels};
@@ -449,23 +449,8 @@ impl SourceScraper {
         )?;
         let started = Instant::now();
         let out = match results {
-            JobResults::One(r) => {
-                let agg = match job {
-                    Job::CpuUsage => aggregate::usage(&own, &r, w.step, "cpu", false),
-                    Job::MemoryUsage => aggregate::usage(&own, &r, w.step, "memory", true),
-                    Job::Requests => aggregate::capacity(&own, &r, w.step, "request"),
-                    _ => aggregate::capacity(&own, &r, w.step, "limit"),
-                };
-                (agg, r.series.len() as u64)
-            }
-            JobResults::Two(a, b) => {
-                let n = (a.series.len() + b.series.len()) as u64;
-                let agg = match job {
-                    Job::Restarts => aggregate::restarts(&own, &a, &b, (w.start, w.step)),
-                    _ => aggregate::throttling(&own, &a, &b, w.step),
-                };
-                (agg, n)
-            }
+            Fetched::Parsed(r) => aggregate_job(job, &own, r, w),
+            Fetched::Evaluated(r) => aggregate_job(job, &own, r, w),
         };
         counters.add_time(&counters.aggregate_nanos, started);
         Ok(out)
@@ -500,31 +485,27 @@ impl SourceScraper {
         job: Job,
         w: Window,
         counters: &Counters,
-    ) -> Result<JobResults, Error> {
+    ) -> Result<Fetched, Error> {
         let Window { end, step, .. } = w;
         let queries = self.job_queries(job, w);
-        let results = if self.remote_window(w) {
+        if self.remote_window(w) {
             let specs = queries.iter().map(|&(_, e, from)| (e, from)).collect();
             let results = self.remote(specs, w, counters).await?;
             for r in &results {
                 self.account(r, counters);
             }
-            results
-        } else {
-            futures_util::future::try_join_all(queries.iter().map(|&(query, _, from)| async move {
+            return Ok(Fetched::Evaluated(results));
+        }
+        let results = futures_util::future::try_join_all(queries.iter().map(
+            |&(query, _, from)| async move {
                 counters.queries.fetch_add(1, Ordering::Relaxed);
                 let r = self.client.query_range(query, from, end, step).await?;
                 self.account(&r, counters);
                 Ok::<QueryResult, Error>(r)
-            }))
-            .await?
-        };
-        let mut results = results.into_iter();
-        let first = results.next().unwrap_or_default();
-        Ok(match results.next() {
-            None => JobResults::One(first),
-            Some(second) => JobResults::Two(first, second),
-        })
+            },
+        ))
+        .await?;
+        Ok(Fetched::Parsed(results))
     }
 
     /// Whether a window is read with remote read. Chunks come whole (up to 120 samples each), so for a
@@ -542,7 +523,7 @@ impl SourceScraper {
         specs: Vec<(eval::Expr, i64)>,
         w: Window,
         counters: &Counters,
-    ) -> Result<Vec<QueryResult>, Error> {
+    ) -> Result<Vec<QueryResult<eval::GridSeries>>, Error> {
         let Window { end, step, .. } = w;
         let lookback = self.lookback_ms;
         counters.queries.fetch_add(1, Ordering::Relaxed);
@@ -607,7 +588,7 @@ impl SourceScraper {
         Ok(own.clone())
     }
 
-    fn account(&self, r: &QueryResult, counters: &Counters) {
+    fn account<S: SeriesView>(&self, r: &QueryResult<S>, counters: &Counters) {
         let labels = SourceLabels {
             source: self.client.name.clone(),
         };
@@ -720,10 +701,38 @@ impl Window {
     }
 }
 
-/// The answers of one job's queries for one window.
-enum JobResults {
-    One(QueryResult),
-    Two(QueryResult, QueryResult),
+/// The answers of one job's queries for one window, in the order of `job_queries`.
+enum Fetched {
+    Parsed(Vec<QueryResult>),
+    Evaluated(Vec<QueryResult<eval::GridSeries>>),
+}
+
+/// Aggregates one window's answers of `job` per workload container. Returns the aggregated series and how
+/// many series came back (to size the next window).
+fn aggregate_job<S: SeriesView>(
+    job: Job,
+    own: &Ownership,
+    results: Vec<QueryResult<S>>,
+    w: Window,
+) -> (Vec<Aggregated>, u64) {
+    let series = results.iter().map(|r| r.series.len() as u64).sum();
+    let mut results = results.into_iter();
+    let mut next = || results.next().unwrap_or_default();
+    let aggregated = match job {
+        Job::CpuUsage => aggregate::usage(own, &next(), w.step, "cpu", false),
+        Job::MemoryUsage => aggregate::usage(own, &next(), w.step, "memory", true),
+        Job::Requests => aggregate::capacity(own, &next(), w.step, "request"),
+        Job::Limits => aggregate::capacity(own, &next(), w.step, "limit"),
+        Job::Restarts => {
+            let (counters, flags) = (next(), next());
+            aggregate::restarts(own, &counters, &flags, (w.start, w.step))
+        }
+        Job::Throttling => {
+            let (throttled, periods) = (next(), next());
+            aggregate::throttling(own, &throttled, &periods, w.step)
+        }
+    };
+    (aggregated, series)
 }
 
 #[derive(Default)]

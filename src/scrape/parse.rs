@@ -19,17 +19,57 @@ impl Series {
     }
 }
 
-/// A parsed answer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct QueryResult {
-    pub series: Vec<Series>,
+/// What aggregation reads of a series: its labels (a missing one reads as "") and its points in time
+/// order. A parsed answer's series hold their points; an evaluated remote read's hold a value per step.
+pub trait SeriesView {
+    fn label(&self, name: &str) -> &str;
+    fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_;
+    fn point_count(&self) -> usize;
+    /// The earliest and latest times it may have a point at.
+    fn span(&self) -> Option<(i64, i64)>;
+    /// Its points as (slot, value) on the grid `t0 + slot·step` (which they lie on).
+    fn slots(&self, t0: i64, step: i64) -> impl Iterator<Item = (usize, f64)> + '_ {
+        self.points()
+            .map(move |(t, v)| (((t - t0) / step) as usize, v))
+    }
+}
+
+impl SeriesView for Series {
+    fn label(&self, name: &str) -> &str {
+        Series::label(self, name)
+    }
+    fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.points.iter().copied()
+    }
+    fn point_count(&self) -> usize {
+        self.points.len()
+    }
+    fn span(&self) -> Option<(i64, i64)> {
+        let times = || self.points.iter().map(|p| p.0);
+        Some((times().min()?, times().max()?))
+    }
+}
+
+/// A parsed answer, or an evaluated one (`eval::RangeEval`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult<S = Series> {
+    pub series: Vec<S>,
     /// Samples dropped because they were NaN, ±Inf or stale markers.
     pub dropped_non_finite: u64,
 }
 
-impl QueryResult {
+impl<S> Default for QueryResult<S> {
+    fn default() -> Self {
+        Self {
+            series: Vec::new(),
+            dropped_non_finite: 0,
+        }
+    }
+}
+
+impl<S: SeriesView> QueryResult<S> {
     pub fn samples(&self) -> u64 {
-        self.series.iter().map(|s| s.points.len() as u64).sum()
+        self.series.iter().map(|s| s.point_count() as u64).sum()
     }
 }
 
