@@ -52,13 +52,24 @@ impl Chunk {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// About the size of the encoding (exact for evenly spaced timestamps).
+    pub fn encoded_len_hint(&self) -> usize {
+        33 + self.ts.len() * 4 * self.columns.len()
+    }
+
+    /// Appends the encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let n = self.ts.len();
-        let mut out = Vec::with_capacity(16 + n * 4 * self.columns.len());
         out.push(VERSION);
-        put_u64(&mut out, n as u64);
-        put_u64(&mut out, self.columns.len() as u64);
+        put_u64(out, n as u64);
+        put_u64(out, self.columns.len() as u64);
         if let Some(&first) = self.ts.first() {
-            put_i64(&mut out, first);
+            put_i64(out, first);
             let mut i = 1;
             while i < n {
                 let step = self.ts[i] - self.ts[i - 1];
@@ -66,8 +77,8 @@ impl Chunk {
                 while i + run < n && self.ts[i + run] - self.ts[i + run - 1] == step {
                     run += 1;
                 }
-                put_i64(&mut out, step);
-                put_u64(&mut out, run as u64);
+                put_i64(out, step);
+                put_u64(out, run as u64);
                 i += run;
             }
         }
@@ -76,7 +87,6 @@ impl Chunk {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
-        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {

@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use std::ops::DerefMut;
+
+use sqlx::postgres::{PgConnection, PgCopyIn};
+
 use super::codec::{Chunk, ChunkRow, StorageSize};
 use super::{Result, Store, StoreError};
 
@@ -99,20 +103,19 @@ impl Store {
         let mut stats = WriteStats::default();
         // Brand-new chunks go in with one binary COPY, the cheapest way into Postgres; chunks that exist
         // are merged and rewritten with one update.
-        let mut copy = CopyBuffer::default();
+        let mut copy = CopyBuffer::with_capacity(
+            incoming
+                .iter()
+                .map(|(_, c)| CopyBuffer::ROW_BYTES + c.encoded_len_hint())
+                .sum(),
+        );
         let (mut upd_ids, mut upd_starts, mut upd_n, mut upd_last, mut upd_data) =
             (vec![], vec![], vec![], vec![], vec![]);
         for (key, chunk) in incoming {
             match stored.get_mut(key) {
                 None => {
                     stats.samples_written += chunk.len() as u64;
-                    copy.row(&ChunkRow {
-                        series_id: key.0,
-                        chunk_start: key.1,
-                        n_samples: chunk.len() as i32,
-                        last_ts: *chunk.ts.last().unwrap_or(&key.1),
-                        data: chunk.encode(),
-                    });
+                    copy.chunk(key.0, key.1, chunk);
                 }
                 Some(old) => {
                     let before = old.len();
@@ -133,7 +136,7 @@ impl Store {
         if new_rows > 0 {
             let copied = async {
                 let mut c = tx.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
-                c.send(copy.finish()).await?;
+                copy.send_to(&mut c).await?;
                 c.finish().await
             }
             .await;
@@ -355,25 +358,45 @@ struct CopyBuffer {
     rows: u64,
 }
 
-impl Default for CopyBuffer {
-    fn default() -> Self {
-        let mut buf = Vec::with_capacity(1 << 16);
+impl CopyBuffer {
+    /// A row's bytes besides its data: the field count and five lengths, four fixed-size fields.
+    const ROW_BYTES: usize = 2 + 5 * 4 + 8 + 8 + 4 + 8;
+
+    /// Room for `bytes` of rows, so a window's rows are not copied as the buffer grows.
+    fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(19 + bytes + 2);
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags
         buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
         Self { buf, rows: 0 }
     }
-}
 
-impl CopyBuffer {
+    /// A row with its data already encoded.
     fn row(&mut self, r: &ChunkRow) {
+        self.fixed_fields(r.series_id, r.chunk_start, r.n_samples, r.last_ts);
+        self.buf
+            .extend_from_slice(&(r.data.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(&r.data);
+    }
+
+    /// A row of `chunk`, encoded in place.
+    fn chunk(&mut self, series_id: i64, chunk_start: i64, chunk: &Chunk) {
+        let last_ts = *chunk.ts.last().unwrap_or(&chunk_start);
+        self.fixed_fields(series_id, chunk_start, chunk.len() as i32, last_ts);
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&0i32.to_be_bytes());
+        chunk.encode_into(&mut self.buf);
+        let len = (self.buf.len() - at - 4) as i32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    fn fixed_fields(&mut self, series_id: i64, chunk_start: i64, n_samples: i32, last_ts: i64) {
         self.buf.extend_from_slice(&5i16.to_be_bytes());
         for field in [
-            &r.series_id.to_be_bytes()[..],
-            &(r.chunk_start * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
-            &r.n_samples.to_be_bytes()[..],
-            &(r.last_ts * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
-            &r.data[..],
+            &series_id.to_be_bytes()[..],
+            &(chunk_start * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
+            &n_samples.to_be_bytes()[..],
+            &(last_ts * 1_000_000 - PG_EPOCH_MICROS).to_be_bytes()[..],
         ] {
             self.buf
                 .extend_from_slice(&(field.len() as i32).to_be_bytes());
@@ -382,9 +405,17 @@ impl CopyBuffer {
         self.rows += 1;
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    /// Ends the rows and sends them to a started COPY a megabyte at a time: sent as one piece, they would
+    /// be copied whole into the connection's buffer, fresh memory for every window.
+    async fn send_to<C: DerefMut<Target = PgConnection>>(
+        mut self,
+        copy: &mut PgCopyIn<C>,
+    ) -> std::result::Result<(), sqlx::Error> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        self.buf
+        for piece in self.buf.chunks(1 << 20) {
+            copy.send(piece).await?;
+        }
+        Ok(())
     }
 }
 
@@ -423,12 +454,16 @@ impl Store {
     /// Returns the rows copied. Partitions must exist (they do after a scrape of the same window).
     pub async fn copy_chunk_rows_raw(&self, rows: &[ChunkRow]) -> Result<u64> {
         use sqlx::postgres::PgPoolCopyExt;
-        let mut buf = CopyBuffer::default();
+        let mut buf = CopyBuffer::with_capacity(
+            rows.iter()
+                .map(|r| CopyBuffer::ROW_BYTES + r.data.len())
+                .sum(),
+        );
         for r in rows {
             buf.row(r);
         }
         let mut copy = self.pool.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
-        copy.send(buf.finish()).await?;
+        buf.send_to(&mut copy).await?;
         Ok(copy.finish().await?)
     }
 
