@@ -64,29 +64,25 @@ impl Chunk {
 
     /// Appends the encoding to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let n = self.ts.len();
-        out.push(VERSION);
-        put_u64(out, n as u64);
-        put_u64(out, self.columns.len() as u64);
-        if let Some(&first) = self.ts.first() {
-            put_i64(out, first);
-            let mut i = 1;
-            while i < n {
-                let step = self.ts[i] - self.ts[i - 1];
-                let mut run = 1;
-                while i + run < n && self.ts[i + run] - self.ts[i + run - 1] == step {
-                    run += 1;
-                }
-                put_i64(out, step);
-                put_u64(out, run as u64);
-                i += run;
-            }
-        }
-        for col in &self.columns {
-            for v in col {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-        }
+        let cols = &self.columns;
+        encode_with(
+            out,
+            self.ts.len(),
+            cols.len(),
+            |i| self.ts[i],
+            |c, i| cols[c][i],
+        );
+    }
+
+    /// Appends the encoding of `Chunk::from_points(points)` to `out`, without building the chunk.
+    pub fn encode_points_into(points: &[(i64, f64)], out: &mut Vec<u8>) {
+        encode_with(
+            out,
+            points.len(),
+            1,
+            |i| points[i].0,
+            |_, i| points[i].1 as f32,
+        );
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
@@ -178,6 +174,39 @@ impl Chunk {
         self.ts = ts;
         self.columns = columns;
         changed
+    }
+}
+
+/// The encoding of `n` timestamps `ts(i)` (sorted, unique) and `cols` columns of values `value(c, i)`:
+/// the version, the counts, the first timestamp and runs of equal steps, then each column's values.
+fn encode_with(
+    out: &mut Vec<u8>,
+    n: usize,
+    cols: usize,
+    ts: impl Fn(usize) -> i64,
+    value: impl Fn(usize, usize) -> f32,
+) {
+    out.push(VERSION);
+    put_u64(out, n as u64);
+    put_u64(out, cols as u64);
+    if n > 0 {
+        put_i64(out, ts(0));
+        let mut i = 1;
+        while i < n {
+            let step = ts(i) - ts(i - 1);
+            let mut run = 1;
+            while i + run < n && ts(i + run) - ts(i + run - 1) == step {
+                run += 1;
+            }
+            put_i64(out, step);
+            put_u64(out, run as u64);
+            i += run;
+        }
+    }
+    for c in 0..cols {
+        for i in 0..n {
+            out.extend_from_slice(&value(c, i).to_le_bytes());
+        }
     }
 }
 
@@ -279,6 +308,17 @@ mod tests {
             Chunk::decode(&bytes).unwrap().points().collect::<Vec<_>>(),
             points
         );
+    }
+
+    #[test]
+    fn points_encode_as_the_chunk_built_from_them_does() {
+        let irregular = [(0, 1.5), (60, -2.0), (120, 3.25), (300, 0.0), (301, 1e9)];
+        let regular: Vec<(i64, f64)> = (0..100).map(|i| (i * 15, i as f64 / 7.0)).collect();
+        for points in [&[][..], &irregular[..], &regular[..]] {
+            let mut direct = Vec::new();
+            Chunk::encode_points_into(points, &mut direct);
+            assert_eq!(direct, Chunk::from_points(points).encode());
+        }
     }
 
     #[test]

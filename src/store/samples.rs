@@ -54,7 +54,10 @@ impl Store {
         self.write(batch, true).await
     }
 
-    async fn write(&self, batch: &[(i64, Vec<(i64, f64)>)], mut blind: bool) -> Result<WriteStats> {
+    async fn write(&self, batch: &[(i64, Vec<(i64, f64)>)], blind: bool) -> Result<WriteStats> {
+        if blind && let Some(stats) = self.try_copy_new(batch).await? {
+            return Ok(stats);
+        }
         let incoming = chunks_of(batch);
         if incoming.is_empty() {
             return Ok(WriteStats::default());
@@ -66,9 +69,9 @@ impl Store {
         // Two writers creating the same new chunk: the loser's copy meets the key, and the whole batch is
         // retried as a merge, so neither loses samples.
         for _attempt in 0..5 {
-            match self.try_write_chunks(&incoming, (lo, hi), blind).await {
+            match self.try_write_chunks(&incoming, (lo, hi)).await {
                 Ok(Some(stats)) => return Ok(stats),
-                Ok(None) => blind = false,
+                Ok(None) => {}
                 // Another replica's retention dropped a partition this process thought it had: forget
                 // what it knows and create them again.
                 Err(StoreError::Database(sqlx::Error::Database(e)))
@@ -87,19 +90,61 @@ impl Store {
         Err(StoreError::Contention)
     }
 
-    /// Writes the chunks in one transaction; `(lo, hi)` are their earliest and latest chunk starts.
-    /// `blind`: copy every chunk in without reading which exist (None if one does).
+    /// The copy of `write_new_samples`, in one transaction, each series' points cut into chunks as they
+    /// are encoded. None, with nothing written, if the batch is not that simple (a series twice, points
+    /// out of order or not finite) or one of its chunks exists.
+    async fn try_copy_new(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<Option<WriteStats>> {
+        let mut ids: Vec<i64> = batch.iter().map(|b| b.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let simple = ids.len() == batch.len()
+            && batch.iter().all(|(_, points)| {
+                points.windows(2).all(|w| w[0].0 < w[1].0) && points.iter().all(|p| p.1.is_finite())
+            });
+        let starts = || {
+            batch
+                .iter()
+                .flat_map(|(_, p)| p.first().into_iter().chain(p.last()))
+        };
+        let (Some(lo), Some(hi)) = (
+            starts().map(|p| chunk_start(p.0)).min(),
+            starts().map(|p| chunk_start(p.0)).max(),
+        ) else {
+            return Ok(Some(WriteStats::default()));
+        };
+        if !simple {
+            return Ok(None);
+        }
+        self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
+            .await?;
+        let samples: usize = batch.iter().map(|(_, p)| p.len()).sum();
+        let mut copy = CopyBuffer::with_capacity(samples * 5 + samples / 8 * CopyBuffer::ROW_BYTES);
+        for (series_id, points) in batch {
+            for run in points.chunk_by(|a, b| chunk_start(a.0) == chunk_start(b.0)) {
+                copy.points(*series_id, chunk_start(run[0].0), run);
+            }
+        }
+        let stats = WriteStats {
+            samples_written: samples as u64,
+            chunks_written: copy.rows,
+        };
+        let mut tx = self.pool.begin().await?;
+        if !copy_into(&mut tx, copy).await? {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(stats))
+    }
+
+    /// Writes the chunks in one transaction, merging those that exist; `(lo, hi)` are their earliest and
+    /// latest chunk starts. None, with nothing written, if another writer created one of them meanwhile.
     async fn try_write_chunks(
         &self,
         incoming: &[((i64, i64), Chunk)],
         (lo, hi): (i64, i64),
-        blind: bool,
     ) -> Result<Option<WriteStats>> {
         let mut tx = self.pool.begin().await?;
-        let mut stored: BTreeMap<(i64, i64), Chunk> = BTreeMap::new();
-        if !blind {
-            stored = self.lock_stored(&mut tx, incoming, (lo, hi)).await?;
-        }
+        let mut stored = self.lock_stored(&mut tx, incoming, (lo, hi)).await?;
         let mut stats = WriteStats::default();
         // Brand-new chunks go in with one binary COPY, the cheapest way into Postgres; chunks that exist
         // are merged and rewritten with one update.
@@ -133,22 +178,9 @@ impl Store {
         }
 
         let new_rows = copy.rows;
-        if new_rows > 0 {
-            let copied = async {
-                let mut c = tx.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
-                copy.send_to(&mut c).await?;
-                c.finish().await
-            }
-            .await;
-            match copied {
-                Ok(_) => {}
-                // Another writer created one of these chunks since they were read: merge instead.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
-            }
+        // Another writer created one of these chunks since they were read: merge instead.
+        if new_rows > 0 && !copy_into(&mut tx, copy).await? {
+            return Ok(None);
         }
         if !upd_ids.is_empty() {
             sqlx::query!(
@@ -346,6 +378,25 @@ fn chunks_of(batch: &[(i64, Vec<(i64, f64)>)]) -> Vec<((i64, i64), Chunk)> {
     out
 }
 
+/// Copies the rows in; false, with the transaction rolled back, if one of their chunks exists.
+async fn copy_into(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: CopyBuffer,
+) -> Result<bool> {
+    let copied = async {
+        let mut c = tx.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
+        rows.send_to(&mut c).await?;
+        c.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => Ok(true),
+        // Postgres aborted the transaction; the caller drops it, which rolls it back.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `COPY … FROM STDIN (FORMAT binary)` into `sample_chunk`, the columns in the order `CopyBuffer` writes.
 const COPY_SAMPLE_CHUNK: &str = "copy sample_chunk (series_id, chunk_start, n_samples, last_ts, data) from stdin (format binary)";
 
@@ -383,9 +434,21 @@ impl CopyBuffer {
     fn chunk(&mut self, series_id: i64, chunk_start: i64, chunk: &Chunk) {
         let last_ts = *chunk.ts.last().unwrap_or(&chunk_start);
         self.fixed_fields(series_id, chunk_start, chunk.len() as i32, last_ts);
+        self.data(|buf| chunk.encode_into(buf));
+    }
+
+    /// A row of the chunk `points` (sorted, unique, in one chunk) make, encoded in place.
+    fn points(&mut self, series_id: i64, chunk_start: i64, points: &[(i64, f64)]) {
+        let last_ts = points.last().map_or(chunk_start, |p| p.0);
+        self.fixed_fields(series_id, chunk_start, points.len() as i32, last_ts);
+        self.data(|buf| Chunk::encode_points_into(points, buf));
+    }
+
+    /// The data field, written by `encode` after its length (filled in once known).
+    fn data(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         let at = self.buf.len();
         self.buf.extend_from_slice(&0i32.to_be_bytes());
-        chunk.encode_into(&mut self.buf);
+        encode(&mut self.buf);
         let len = (self.buf.len() - at - 4) as i32;
         self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
     }

@@ -135,6 +135,18 @@ async fn a_write_expected_new_that_meets_stored_chunks_merges_like_any_other(poo
     assert_eq!((again.samples_written, again.chunks_written), (0, 0));
     let back = store.read_samples(series, 0, i64::MAX / 2).await.unwrap();
     assert_eq!(back, (0..750).map(at).collect::<Vec<_>>());
+    // Not a simple batch (the series twice, out of order, a NaN): written the careful way.
+    let odd = [
+        (
+            series,
+            vec![at(800), at(760), (1_700_000_000 + 770 * 60, f64::NAN)],
+        ),
+        (series, vec![at(750)]),
+    ];
+    let stats = store.write_new_samples(&odd).await.unwrap();
+    assert_eq!(stats.samples_written, 3);
+    let back = store.read_samples(series, 0, i64::MAX / 2).await.unwrap();
+    assert_eq!(back.len(), 753);
 }
 
 #[sqlx::test]
