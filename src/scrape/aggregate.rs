@@ -182,6 +182,12 @@ impl Steps {
         }
     }
 
+    /// The sum at time `t`, if a point was folded there.
+    fn sum_at(&self, t: i64) -> Option<f64> {
+        let i = usize::try_from((t - self.t0) / self.step).ok()?;
+        (*self.count.get(i)? > 0).then(|| self.sum[i])
+    }
+
     /// (time, sum, count, max) of each step with points, in time order.
     fn iter(&self) -> impl Iterator<Item = (i64, f64, u32, f64)> + '_ {
         (0..self.count.len())
@@ -193,8 +199,7 @@ impl Steps {
     }
 }
 
-/// One sample per pod of a pair of values summed per step (restarts and OOM kills; throttled and total
-/// CFS periods).
+/// One sample per pod of a pair of values summed per step (restarts and OOM kills).
 type PairPoint = (i64, (f64, f64));
 
 /// Time-ordered points of one series.
@@ -402,24 +407,18 @@ pub fn throttling<S: SeriesView>(
     periods: &QueryResult<S>,
     step: i64,
 ) -> Vec<Aggregated> {
-    // Each point carries (throttled, periods), one of them zero, so one sort lines both up by time.
-    let mut sums: BTreeMap<ContainerKey, Vec<PairPoint>> = BTreeMap::new();
-    for (res, is_throttled) in [(throttled, true), (periods, false)] {
-        for s in &res.series {
-            let Some(key) = container_key(own, s) else {
-                continue;
-            };
-            sums.entry(key).or_default().extend(
-                s.points()
-                    .map(|(t, v)| (t, if is_throttled { (v, 0.0) } else { (0.0, v) })),
-            );
-        }
-    }
-    sums.into_iter()
-        .map(|(key, pts)| {
-            let points = sum_pairs(&pts, step)
-                .filter(|&(_, (_, p))| p > 0.0)
-                .map(|(t, (th, p))| (t, (th / p).clamp(0.0, 1.0)))
+    let throttled = group(throttled, |s| container_key(own, s));
+    let periods = group(periods, |s| container_key(own, s));
+    let (mut th, mut pe) = (Steps::default(), Steps::default());
+    periods
+        .into_iter()
+        .map(|(key, members)| {
+            pe.fold(&members, step);
+            th.fold(throttled.get(&key).map_or(&[][..], Vec::as_slice), step);
+            let points = pe
+                .iter()
+                .filter(|&(_, p, _, _)| p > 0.0)
+                .map(|(t, p, _, _)| (t, (th.sum_at(t).unwrap_or(0.0) / p).clamp(0.0, 1.0)))
                 .collect();
             Aggregated {
                 container: key,
