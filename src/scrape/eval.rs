@@ -134,7 +134,8 @@ pub struct RangeEval {
     step: i64,
     steps: usize,
     lookback_ms: i64,
-    /// Group by the `by` labels' values, each followed by a NUL (which no label value holds).
+    /// Group by the `by` labels' values, each followed by a NUL (which label values do not hold in
+    /// practice; Prometheus' own grouping hashes them with a separator byte alike).
     index: HashMap<String, usize>,
     /// In the order their first series came: the order Prometheus aggregates them in.
     groups: Vec<Group>,
