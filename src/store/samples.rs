@@ -12,6 +12,8 @@ use super::{Result, Store, StoreError};
 /// Span of one stored chunk: 6 hours, aligned to the Unix epoch.
 pub const CHUNK_SECS: i64 = 6 * 3_600;
 const DAY_SECS: i64 = 86_400;
+/// The SQLSTATE of a row that no partition takes (check_violation).
+const NO_PARTITION: &str = "23514";
 /// Unix seconds of 9999-12-31, the widest range a read is clamped to.
 const TS_BOUND: i64 = 253_402_300_799;
 
@@ -55,8 +57,15 @@ impl Store {
     }
 
     async fn write(&self, batch: &[(i64, Vec<(i64, f64)>)], blind: bool) -> Result<WriteStats> {
-        if blind && let Some(stats) = self.try_copy_new(batch).await? {
-            return Ok(stats);
+        if blind {
+            match self.try_copy_new(batch).await {
+                Ok(Some(stats)) => return Ok(stats),
+                Ok(None) => {}
+                // A partition this process thought it had was dropped: the careful way makes it again.
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some(NO_PARTITION) => {}
+                Err(e) => return Err(e),
+            }
         }
         let incoming = chunks_of(batch);
         if incoming.is_empty() {
@@ -75,7 +84,7 @@ impl Store {
                 // Another replica's retention dropped a partition this process thought it had: forget
                 // what it knows and create them again.
                 Err(StoreError::Database(sqlx::Error::Database(e)))
-                    if e.code().as_deref() == Some("23514") =>
+                    if e.code().as_deref() == Some(NO_PARTITION) =>
                 {
                     self.known_partitions
                         .lock()

@@ -150,6 +150,40 @@ async fn a_write_expected_new_that_meets_stored_chunks_merges_like_any_other(poo
 }
 
 #[sqlx::test]
+async fn a_partition_dropped_behind_the_writers_back_is_made_again(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let series = one_series(&store).await;
+    let at = |i: i64| (1_700_000_000 + i * 60, i as f64);
+    store
+        .write_new_samples(&[(series, (0..10).map(at).collect())])
+        .await
+        .unwrap();
+    // Another replica's retention drops the day's partition; this store still thinks it exists.
+    let partition: String = sqlx::query_scalar(
+        "select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid
+         where i.inhparent = 'sample_chunk'::regclass",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("drop table {partition}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    for write_new in [true, false] {
+        let batch = [(series, (0..10).map(at).collect())];
+        let stats = if write_new {
+            store.write_new_samples(&batch).await.unwrap()
+        } else {
+            store.write_samples(&batch).await.unwrap()
+        };
+        assert_eq!(stats.samples_written, if write_new { 10 } else { 0 });
+    }
+    let back = store.read_samples(series, 0, i64::MAX / 2).await.unwrap();
+    assert_eq!(back, (0..10).map(at).collect::<Vec<_>>());
+}
+
+#[sqlx::test]
 async fn concurrent_writers_of_the_same_new_chunk_lose_nothing(pool: PgPool) {
     let store = Store::from_pool(pool);
     let series = one_series(&store).await;
