@@ -327,7 +327,10 @@ impl SourceScraper {
             &self.client.name,
         );
         let ids = tokio::sync::Mutex::new(IdCache::default());
-        let counters = Counters::default();
+        let counters = Counters {
+            run_span: plan.iter().map(|p| p.1).min().map(|start| (start, end)),
+            ..Counters::default()
+        };
         let results =
             futures_util::future::join_all(plan.iter().map(|&(job, start)| {
                 self.run_job(job, start, end, step, &ids, &counters, &progress)
@@ -544,16 +547,21 @@ impl SourceScraper {
 
     /// Ownership of every pod alive during the window (and up to an hour before it, so a pod whose
     /// kube-state-metrics series started earlier is still known). Jobs whose windows coincide (every job
-    /// of a steady-state cycle) share one answer. A range-query window evaluates the subquery at the
-    /// scrape step: the range queries only see pods at those instants, so finer would cost Prometheus
-    /// more and find nothing new.
+    /// of a steady-state cycle) share one answer, and remote-read windows share one for the whole run:
+    /// the series API costs the source per call far more than per pod, and a pod outside a window only
+    /// adds an unused entry. A range-query window evaluates the subquery at the scrape step: the range
+    /// queries only see pods at those instants, so finer would cost Prometheus more and find nothing new.
     async fn ownership(&self, w: Window, counters: &Counters) -> Result<Arc<Ownership>, Error> {
-        let Window { start, end, step } = w;
+        let key = match counters.run_span {
+            Some((start, end)) if self.remote_window(w) => Window { start, end, ..w },
+            _ => w,
+        };
+        let Window { start, end, step } = key;
         let cell = counters
             .ownership
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(w)
+            .entry(key)
             .or_default()
             .clone();
         let own = cell
@@ -752,6 +760,8 @@ struct Counters {
     write_nanos: AtomicU64,
     /// Ownership per window, fetched once however many jobs ask for it.
     ownership: std::sync::Mutex<HashMap<Window, Arc<OwnershipCell>>>,
+    /// The steps the run covers, from the earliest job's first to the end.
+    run_span: Option<(i64, i64)>,
 }
 
 /// The ownership of one window, filled by the first job that needs it while the others wait.
