@@ -161,7 +161,26 @@ struct Steps {
 impl Steps {
     fn fold<S: SeriesView>(&mut self, members: &[&S], step: i64) {
         let spans = || members.iter().filter_map(|m| m.span());
-        let (Some(t0), Some(t1)) = (spans().map(|s| s.0).min(), spans().map(|s| s.1).max()) else {
+        self.reset(spans().map(|s| s.0).min(), spans().map(|s| s.1).max(), step);
+        for m in members {
+            for (i, v) in m.slots(self.t0, step) {
+                self.add(i, v);
+            }
+        }
+    }
+
+    /// `fold` of points in any order (several pods' one after the other), added in the order they come.
+    fn fold_points(&mut self, points: &[(i64, f64)], step: i64) {
+        let times = || points.iter().map(|p| p.0);
+        self.reset(times().min(), times().max(), step);
+        for &(t, v) in points {
+            self.add(((t - self.t0) / step) as usize, v);
+        }
+    }
+
+    /// Empty slots for the steps from `t0` to `t1`; none without them.
+    fn reset(&mut self, t0: Option<i64>, t1: Option<i64>, step: i64) {
+        let (Some(t0), Some(t1)) = (t0, t1) else {
             self.count.clear();
             return;
         };
@@ -173,13 +192,12 @@ impl Steps {
         self.max.resize(n, f64::MIN);
         self.count.clear();
         self.count.resize(n, 0);
-        for m in members {
-            for (i, v) in m.slots(t0, step) {
-                self.sum[i] += v;
-                self.max[i] = self.max[i].max(v);
-                self.count[i] += 1;
-            }
-        }
+    }
+
+    fn add(&mut self, i: usize, v: f64) {
+        self.sum[i] += v;
+        self.max[i] = self.max[i].max(v);
+        self.count[i] += 1;
     }
 
     /// The sum at time `t`, if a point was folded there.
@@ -199,26 +217,8 @@ impl Steps {
     }
 }
 
-/// One sample per pod of a pair of values summed per step (restarts and OOM kills).
-type PairPoint = (i64, (f64, f64));
-
 /// Time-ordered points of one series.
 type Points = Vec<(i64, f64)>;
-
-/// A group's pairs summed per step, in time order; the pairs are added in the order they come (see `Steps`).
-fn sum_pairs(points: &[PairPoint], step: i64) -> impl Iterator<Item = PairPoint> {
-    let t0 = points.iter().map(|p| p.0).min().unwrap_or(0);
-    let t1 = points.iter().map(|p| p.0).max().unwrap_or(-step);
-    let mut sums = vec![None::<(f64, f64)>; ((t1 - t0) / step + 1).max(0) as usize];
-    for &(t, (a, b)) in points {
-        let slot = sums[((t - t0) / step) as usize].get_or_insert((-0.0, -0.0));
-        slot.0 += a;
-        slot.1 += b;
-    }
-    sums.into_iter()
-        .enumerate()
-        .filter_map(move |(i, sum)| Some((t0 + i as i64 * step, sum?)))
-}
 
 /// Groups the series of `result` by the key `key_of` gives (series without a key are skipped), in the
 /// order they came.
@@ -345,8 +345,9 @@ pub fn restarts<S: SeriesView>(
         f.dedup_by_key(|p| p.0);
         f.reverse();
     }
-    // Per workload container: (time, restarts, of which OOM kills), summed over its pods below.
-    let mut groups: BTreeMap<ContainerKey, Vec<PairPoint>> = BTreeMap::new();
+    // Per workload container: its pods' restarts and, at the same times, OOM kills among them, summed
+    // per step below.
+    let mut groups: BTreeMap<ContainerKey, (Points, Points)> = BTreeMap::new();
     for s in &counters.series {
         let Some(key) = container_key(own, s) else {
             continue;
@@ -371,18 +372,22 @@ pub fn restarts<S: SeriesView>(
             // A counter that went down was reset (a new pod with the same name): all of it is new.
             let inc = if v >= prev { v - prev } else { v };
             let oom = seen > 0 && flag[seen - 1].1 >= 1.0;
-            g.push((t, (inc, if oom { inc } else { 0.0 })));
+            g.0.push((t, inc));
+            g.1.push((t, if oom { inc } else { 0.0 }));
         }
     }
     let mut restarts = Vec::new();
     let mut ooms = Vec::new();
-    for (key, pts) in groups {
-        if pts.is_empty() {
+    let mut steps = Steps::default();
+    for (key, (incs, oom_incs)) in groups {
+        if incs.is_empty() {
             continue;
         }
-        let (r, o): (Points, Points) = sum_pairs(&pts, step)
-            .map(|(t, (r, o))| ((t, r), (t, o)))
-            .unzip();
+        let mut sums = |points: &[(i64, f64)]| -> Points {
+            steps.fold_points(points, step);
+            steps.iter().map(|(t, sum, _, _)| (t, sum)).collect()
+        };
+        let (r, o) = (sums(&incs), sums(&oom_incs));
         restarts.push(Aggregated {
             container: key.clone(),
             metric: "restarts",
@@ -592,6 +597,23 @@ mod tests {
             get("oom_kills"),
             vec![(60, 0.0), (120, 1.0), (180, 0.0), (240, 0.0)]
         );
+    }
+
+    #[test]
+    fn restarts_of_pods_that_began_at_different_times_add_up_per_step() {
+        let o = owners();
+        let pod = |name| [("namespace", "shop"), ("pod", name), ("container", "db")];
+        let counters = QueryResult {
+            series: vec![
+                series(&pod("db-0"), &[(120, 0.0), (180, 1.0)]),
+                series(&pod("db-1"), &[(0, 0.0), (60, 2.0), (120, 2.0)]),
+            ],
+            dropped_non_finite: 0,
+        };
+        let out = restarts(&o, &counters, &QueryResult::default(), (0, 60));
+        let get = |m: &str| out.iter().find(|a| a.metric == m).unwrap().points.clone();
+        assert_eq!(get("restarts"), vec![(60, 2.0), (120, 0.0), (180, 1.0)]);
+        assert_eq!(get("oom_kills"), vec![(60, 0.0), (120, 0.0), (180, 0.0)]);
     }
 
     #[test]
