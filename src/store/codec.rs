@@ -59,7 +59,7 @@ impl Chunk {
 
     /// About the size of the encoding (exact for evenly spaced timestamps).
     pub fn encoded_len_hint(&self) -> usize {
-        33 + self.ts.len() * 4 * self.columns.len()
+        encoded_len_hint(self.ts.len(), self.columns.len())
     }
 
     /// Appends the encoding to `out`.
@@ -175,6 +175,12 @@ impl Chunk {
         self.columns = columns;
         changed
     }
+}
+
+/// About the size of the encoding of `n` samples in `cols` columns: exact for evenly spaced timestamps,
+/// whose header (version, counts, first timestamp, one run) takes at most 33 bytes.
+pub fn encoded_len_hint(n: usize, cols: usize) -> usize {
+    33 + n * 4 * cols
 }
 
 /// The encoding of `n` timestamps `ts(i)` (sorted, unique) and `cols` columns of values `value(c, i)`:

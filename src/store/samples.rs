@@ -6,7 +6,7 @@ use std::ops::DerefMut;
 
 use sqlx::postgres::{PgConnection, PgCopyIn};
 
-use super::codec::{Chunk, ChunkRow, StorageSize};
+use super::codec::{Chunk, ChunkRow, StorageSize, encoded_len_hint};
 use super::{Result, Store, StoreError};
 
 /// Span of one stored chunk: 6 hours, aligned to the Unix epoch.
@@ -127,7 +127,15 @@ impl Store {
         self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
             .await?;
         let samples: usize = batch.iter().map(|(_, p)| p.len()).sum();
-        let mut copy = CopyBuffer::with_capacity(samples * 5 + samples / 8 * CopyBuffer::ROW_BYTES);
+        // A series' rows are the chunks from its first point's to its last's.
+        let rows: usize = batch
+            .iter()
+            .filter_map(|(_, p)| Some((p.first()?.0, p.last()?.0)))
+            .map(|(a, b)| ((chunk_start(b) - chunk_start(a)) / CHUNK_SECS + 1) as usize)
+            .sum();
+        let per_row = CopyBuffer::ROW_BYTES + encoded_len_hint(0, 1);
+        let per_sample = encoded_len_hint(1, 1) - encoded_len_hint(0, 1);
+        let mut copy = CopyBuffer::with_capacity(rows * per_row + samples * per_sample);
         for (series_id, points) in batch {
             for run in points.chunk_by(|a, b| chunk_start(a.0) == chunk_start(b.0)) {
                 copy.points(*series_id, chunk_start(run[0].0), run);
@@ -387,7 +395,8 @@ fn chunks_of(batch: &[(i64, Vec<(i64, f64)>)]) -> Vec<((i64, i64), Chunk)> {
     out
 }
 
-/// Copies the rows in; false, with the transaction rolled back, if one of their chunks exists.
+/// Copies the rows in; false if one of their chunks exists (Postgres then aborted the transaction, which
+/// the caller drops: that rolls it back).
 async fn copy_into(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     rows: CopyBuffer,
@@ -400,7 +409,6 @@ async fn copy_into(
     .await;
     match copied {
         Ok(_) => Ok(true),
-        // Postgres aborted the transaction; the caller drops it, which rolls it back.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(false),
         Err(e) => Err(e.into()),
     }
