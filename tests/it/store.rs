@@ -12,6 +12,16 @@ fn key(ns: &str, name: &str, container: &str) -> ContainerKey {
     }
 }
 
+/// The `i`th minute's sample of the test series: its index as the value.
+fn minute(i: i64) -> (i64, f64) {
+    (1_700_000_000 + i * 60, i as f64)
+}
+
+/// The samples of the minutes `range`.
+fn minutes(range: std::ops::Range<i64>) -> Vec<(i64, f64)> {
+    range.map(minute).collect()
+}
+
 async fn one_series(store: &Store) -> i64 {
     let cluster = store.upsert_cluster("test").await.unwrap();
     let containers = store
@@ -74,9 +84,7 @@ async fn samples_round_trip_across_chunks_and_partitions(pool: PgPool) {
 async fn a_duplicate_write_stores_nothing_twice(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let series = one_series(&store).await;
-    let points: Vec<(i64, f64)> = (0..500)
-        .map(|i| (1_700_000_000 + i * 60, i as f64))
-        .collect();
+    let points = minutes(0..500);
     store
         .write_samples(&[(series, points.clone())])
         .await
@@ -94,9 +102,7 @@ async fn a_duplicate_write_stores_nothing_twice(pool: PgPool) {
     assert_eq!(again.samples_written, 0);
     assert_eq!(again.chunks_written, 0);
     // An overlapping write: half old, half new.
-    let overlap: Vec<(i64, f64)> = (250..750)
-        .map(|i| (1_700_000_000 + i * 60, i as f64))
-        .collect();
+    let overlap = minutes(250..750);
     let stats = store.write_samples(&[(series, overlap)]).await.unwrap();
     assert_eq!(stats.samples_written, 250);
 
@@ -117,31 +123,30 @@ async fn a_duplicate_write_stores_nothing_twice(pool: PgPool) {
 async fn a_write_expected_new_that_meets_stored_chunks_merges_like_any_other(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let series = one_series(&store).await;
-    let at = |i: i64| (1_700_000_000 + i * 60, i as f64);
     store
-        .write_new_samples(&[(series, (0..500).map(at).collect())])
+        .write_new_samples(&[(series, minutes(0..500))])
         .await
         .unwrap();
     // Half of these are stored: the copy is refused and the batch merged, with nothing lost or twice.
     let stats = store
-        .write_new_samples(&[(series, (250..750).map(at).collect())])
+        .write_new_samples(&[(series, minutes(250..750))])
         .await
         .unwrap();
     assert_eq!(stats.samples_written, 250);
     let again = store
-        .write_new_samples(&[(series, (0..750).map(at).collect())])
+        .write_new_samples(&[(series, minutes(0..750))])
         .await
         .unwrap();
     assert_eq!((again.samples_written, again.chunks_written), (0, 0));
     let back = store.read_samples(series, 0, i64::MAX / 2).await.unwrap();
-    assert_eq!(back, (0..750).map(at).collect::<Vec<_>>());
+    assert_eq!(back, minutes(0..750));
     // Not a simple batch (the series twice, out of order, a NaN): written the careful way.
     let odd = [
         (
             series,
-            vec![at(800), at(760), (1_700_000_000 + 770 * 60, f64::NAN)],
+            vec![minute(800), minute(760), (minute(770).0, f64::NAN)],
         ),
-        (series, vec![at(750)]),
+        (series, vec![minute(750)]),
     ];
     let stats = store.write_new_samples(&odd).await.unwrap();
     assert_eq!(stats.samples_written, 3);
@@ -153,9 +158,8 @@ async fn a_write_expected_new_that_meets_stored_chunks_merges_like_any_other(poo
 async fn a_partition_dropped_behind_the_writers_back_is_made_again(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let series = one_series(&store).await;
-    let at = |i: i64| (1_700_000_000 + i * 60, i as f64);
     store
-        .write_new_samples(&[(series, (0..10).map(at).collect())])
+        .write_new_samples(&[(series, minutes(0..10))])
         .await
         .unwrap();
     // Another replica's retention drops the day's partition; this store still thinks it exists.
@@ -171,7 +175,7 @@ async fn a_partition_dropped_behind_the_writers_back_is_made_again(pool: PgPool)
         .await
         .unwrap();
     for write_new in [true, false] {
-        let batch = [(series, (0..10).map(at).collect())];
+        let batch = [(series, minutes(0..10))];
         let stats = if write_new {
             store.write_new_samples(&batch).await.unwrap()
         } else {
@@ -180,7 +184,7 @@ async fn a_partition_dropped_behind_the_writers_back_is_made_again(pool: PgPool)
         assert_eq!(stats.samples_written, if write_new { 10 } else { 0 });
     }
     let back = store.read_samples(series, 0, i64::MAX / 2).await.unwrap();
-    assert_eq!(back, (0..10).map(at).collect::<Vec<_>>());
+    assert_eq!(back, minutes(0..10));
 }
 
 #[sqlx::test]
