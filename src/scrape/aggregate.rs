@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::parse::{QueryResult, SeriesView};
-use crate::store::{ContainerKey, WorkloadKey};
+use crate::store::{ContainerKey, Grid, SamplePoints, Samples, WorkloadKey};
 
 /// Who owns which pod, from `kube_pod_owner` and `kube_replicaset_owner`.
 #[derive(Debug, Default, Clone)]
@@ -132,7 +132,7 @@ pub struct Aggregated {
     pub container: ContainerKey,
     pub metric: &'static str,
     pub unit: &'static str,
-    pub points: Vec<(i64, f64)>,
+    pub points: Samples,
 }
 
 fn container_key(own: &Ownership, s: &impl SeriesView) -> Option<ContainerKey> {
@@ -206,6 +206,19 @@ impl Steps {
         (*self.count.get(i)? > 0).then(|| self.sum[i])
     }
 
+    /// One value per step from the first step to the last, NaN at steps without points.
+    fn grid(&self, value: impl Fn(f64, u32, f64) -> f64) -> Grid {
+        let values = (0..self.count.len()).map(|i| match self.count[i] {
+            0 => f64::NAN,
+            n => value(self.sum[i], n, self.max[i]),
+        });
+        Grid {
+            t0: self.t0,
+            step: self.step,
+            values: values.collect(),
+        }
+    }
+
     /// (time, sum, count, max) of each step with points, in time order.
     fn iter(&self) -> impl Iterator<Item = (i64, f64, u32, f64)> + '_ {
         (0..self.count.len())
@@ -253,36 +266,25 @@ pub fn usage<S: SeriesView>(
     let mut steps = Steps::default();
     for (key, members) in groups {
         steps.fold(&members, step);
-        let n = members.iter().map(|m| m.point_count()).max().unwrap_or(0);
-        let mut mean = Vec::with_capacity(n);
-        let mut max = Vec::with_capacity(n);
-        let mut replicas = Vec::with_capacity(if with_replicas { n } else { 0 });
-        for (t, sum, count, top) in steps.iter() {
-            mean.push((t, sum / f64::from(count)));
-            max.push((t, top));
-            if with_replicas {
-                replicas.push((t, f64::from(count)));
-            }
-        }
         if with_replicas {
             out.push(Aggregated {
                 container: key.clone(),
                 metric: "replicas",
                 unit: "count",
-                points: replicas,
+                points: Samples::Grid(steps.grid(|_, count, _| f64::from(count))),
             });
         }
         out.push(Aggregated {
             container: key.clone(),
             metric: mean_metric,
             unit,
-            points: mean,
+            points: Samples::Grid(steps.grid(|sum, count, _| sum / f64::from(count))),
         });
         out.push(Aggregated {
             container: key,
             metric: max_metric,
             unit,
-            points: max,
+            points: Samples::Grid(steps.grid(|_, _, top| top)),
         });
     }
     out
@@ -318,7 +320,7 @@ pub fn capacity<S: SeriesView>(
             unit: if resource == "cpu" { "cores" } else { "bytes" },
             points: {
                 steps.fold(&members, step);
-                steps.iter().map(|(t, _, _, top)| (t, top)).collect()
+                Samples::Grid(steps.grid(|_, _, top| top))
             },
         })
         .collect()
@@ -392,13 +394,13 @@ pub fn restarts<S: SeriesView>(
             container: key.clone(),
             metric: "restarts",
             unit: "count",
-            points: r,
+            points: Samples::Pairs(r),
         });
         ooms.push(Aggregated {
             container: key,
             metric: "oom_kills",
             unit: "count",
-            points: o,
+            points: Samples::Pairs(o),
         });
     }
     restarts.extend(ooms);
@@ -424,15 +426,15 @@ pub fn throttling<S: SeriesView>(
                 .iter()
                 .filter(|&(_, p, _, _)| p > 0.0)
                 .map(|(t, p, _, _)| (t, (th.sum_at(t).unwrap_or(0.0) / p).clamp(0.0, 1.0)))
-                .collect();
+                .collect::<Vec<_>>();
             Aggregated {
                 container: key,
                 metric: "cpu_throttled_ratio",
                 unit: "ratio",
-                points,
+                points: Samples::Pairs(points),
             }
         })
-        .filter(|a| !a.points.is_empty())
+        .filter(|a| a.points.count() > 0)
         .collect()
 }
 
@@ -449,6 +451,12 @@ mod tests {
                 .collect(),
             points: points.to_vec(),
         }
+    }
+
+    /// The points of the output's series named `metric`.
+    fn points_of(out: &[Aggregated], metric: &str) -> Vec<(i64, f64)> {
+        let a = out.iter().find(|a| a.metric == metric);
+        a.expect("the metric is in the output").points.to_pairs()
     }
 
     fn owners() -> Ownership {
@@ -562,7 +570,7 @@ mod tests {
             dropped_non_finite: 0,
         };
         let out = usage(&o, &r, 60, "memory", true);
-        let get = |m: &str| out.iter().find(|a| a.metric == m).unwrap().points.clone();
+        let get = |m: &str| points_of(&out, m);
         assert_eq!(get("memory_usage"), vec![(-60, 5.0), (0, 1.0), (60, 3.0)]);
         assert_eq!(
             get("memory_usage_max"),
@@ -588,7 +596,7 @@ mod tests {
             dropped_non_finite: 0,
         };
         let out = restarts(&o, &counters, &flags, (60, 60));
-        let get = |m: &str| out.iter().find(|a| a.metric == m).unwrap().points.clone();
+        let get = |m: &str| points_of(&out, m);
         assert_eq!(
             get("restarts"),
             vec![(60, 0.0), (120, 1.0), (180, 0.0), (240, 1.0)]
@@ -611,7 +619,7 @@ mod tests {
             dropped_non_finite: 0,
         };
         let out = restarts(&o, &counters, &QueryResult::default(), (0, 60));
-        let get = |m: &str| out.iter().find(|a| a.metric == m).unwrap().points.clone();
+        let get = |m: &str| points_of(&out, m);
         assert_eq!(get("restarts"), vec![(60, 2.0), (120, 0.0), (180, 1.0)]);
         assert_eq!(get("oom_kills"), vec![(60, 0.0), (120, 0.0), (180, 0.0)]);
     }
@@ -629,6 +637,6 @@ mod tests {
             dropped_non_finite: 0,
         };
         let out = throttling(&o, &th, &pe, 60);
-        assert_eq!(out[0].points, vec![(0, 0.25)]);
+        assert_eq!(out[0].points.to_pairs(), vec![(0, 0.25)]);
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::parse::{QueryResult, SeriesView};
 use super::remote::{self, LabelMatcher, Match, Query, SeriesSink};
+use crate::store::Grid;
 
 /// Prometheus' default lookback of instant selectors (`--query.lookback-delta`).
 pub const DEFAULT_LOOKBACK_MS: i64 = 300_000;
@@ -71,22 +72,35 @@ impl Expr {
         }
     }
 
-    /// Appends the value of `func(series)` at every step where it has one, as (step index, value).
-    fn evaluate(
+    /// The steps `func(series)` can have a value at: from the series' first sample to as far as its last
+    /// reaches (its lookback or range), within the window's `steps`.
+    fn reach(
         &self,
         samples: &[(i64, f64)],
         (start, step, steps): (i64, i64, usize),
         lookback_ms: i64,
-        live: &mut Vec<(i64, f64)>,
-        out: &mut Vec<(usize, f64)>,
-    ) {
-        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
-            return;
-        };
-        // Only the steps the series can reach.
-        let from = (first.0 - start * 1000).div_euclid(step * 1000).max(0) as usize;
-        let to = ((last.0 + self.reach_ms(lookback_ms) - start * 1000).div_euclid(step * 1000) + 1)
+    ) -> Option<(usize, usize)> {
+        let (first, last) = (samples.first()?, samples.last()?);
+        let step_ms = step * 1000;
+        let from = (first.0 - start * 1000 + step_ms - 1)
+            .div_euclid(step_ms)
+            .max(0) as usize;
+        let to = ((last.0 + self.reach_ms(lookback_ms) - start * 1000).div_euclid(step_ms) + 1)
             .clamp(0, steps as i64) as usize;
+        (from < to).then_some((from, to))
+    }
+
+    /// Calls `put(step index, value)` for every step of `from..to` where `func(series)` has a value, in
+    /// step order. `live` is scratch space.
+    fn evaluate(
+        &self,
+        samples: &[(i64, f64)],
+        (start, step): (i64, i64),
+        (from, to): (usize, usize),
+        lookback_ms: i64,
+        live: &mut Vec<(i64, f64)>,
+        mut put: impl FnMut(usize, f64),
+    ) {
         match self.func {
             Func::Instant => {
                 let mut i = 0;
@@ -100,13 +114,19 @@ impl Expr {
                     }
                     let (ts, v) = samples[i - 1];
                     if ts >= t - lookback_ms && !is_stale(v) {
-                        out.push((k, v));
+                        put(k, v);
                     }
                 }
             }
             Func::Rate { range_ms } => {
-                live.clear();
-                live.extend(samples.iter().filter(|p| !is_stale(p.1)));
+                // Stale markers end nothing for `rate`: they are left out. Most series have none.
+                let live: &[(i64, f64)] = if samples.iter().any(|p| is_stale(p.1)) {
+                    live.clear();
+                    live.extend(samples.iter().filter(|p| !is_stale(p.1)));
+                    live
+                } else {
+                    samples
+                };
                 let (mut lo, mut hi) = (0, 0);
                 for k in from..to {
                     let t = (start + k as i64 * step) * 1000;
@@ -117,7 +137,7 @@ impl Expr {
                         lo += 1;
                     }
                     if hi - lo >= 2 {
-                        out.push((k, rate(&live[lo..hi], t - range_ms, t, range_ms)));
+                        put(k, rate(&live[lo..hi], t - range_ms, t, range_ms));
                     }
                 }
             }
@@ -141,16 +161,19 @@ pub struct RangeEval {
     groups: Vec<Group>,
     key: String,
     live: Vec<(i64, f64)>,
-    values: Vec<(usize, f64)>,
 }
 
-/// A group's value at the steps `first..first + values.len()`, where `present`.
+/// A group's value at the steps `first..first + values.len()`, `ABSENT` where none of its series has one.
 struct Group {
     labels: BTreeMap<String, String>,
     first: usize,
     values: Vec<f64>,
-    present: Vec<bool>,
 }
+
+/// Marks a step where a group has no value yet: a NaN whose payload neither Prometheus (its stale marker,
+/// its NaN) nor arithmetic writes, so no slot needs a flag beside it. A sample with these very bits would
+/// count as absent, which ends the same way as the NaN it is: dropped.
+const ABSENT: u64 = 0x7ff8_0000_a850_0001;
 
 impl RangeEval {
     pub fn new(expr: Expr, (start, end, step): (i64, i64, i64), lookback_ms: i64) -> Self {
@@ -164,7 +187,6 @@ impl RangeEval {
             groups: Vec::new(),
             key: String::new(),
             live: Vec::new(),
-            values: Vec::new(),
         }
     }
 
@@ -191,34 +213,36 @@ impl RangeEval {
                     labels,
                     first: 0,
                     values: Vec::new(),
-                    present: Vec::new(),
                 });
                 self.groups.len() - 1
             }
         };
-        self.values.clear();
-        self.expr.evaluate(
-            samples,
-            (self.start, self.step, self.steps),
-            self.lookback_ms,
-            &mut self.live,
-            &mut self.values,
-        );
-        let (Some(lo), Some(hi)) = (self.values.first(), self.values.last()) else {
+        let grid = (self.start, self.step, self.steps);
+        let Some(reach) = self.expr.reach(samples, grid, self.lookback_ms) else {
             return;
         };
         let g = &mut self.groups[g];
-        g.cover(lo.0, hi.0 + 1);
-        for &(k, v) in &self.values {
-            let i = k - g.first;
-            g.values[i] = match (g.present[i], self.expr.agg) {
-                (false, _) => v,
-                (true, Agg::Sum) => g.values[i] + v,
-                (true, Agg::Max) if g.values[i] < v || g.values[i].is_nan() => v,
-                (true, Agg::Max) => g.values[i],
-            };
-            g.present[i] = true;
-        }
+        g.cover(reach.0, reach.1);
+        let (first, values, agg) = (g.first, &mut g.values[..], self.expr.agg);
+        self.expr.evaluate(
+            samples,
+            (self.start, self.step),
+            reach,
+            self.lookback_ms,
+            &mut self.live,
+            |k, v| {
+                let slot = &mut values[k - first];
+                if slot.to_bits() == ABSENT {
+                    *slot = v;
+                    return;
+                }
+                match agg {
+                    Agg::Sum => *slot += v,
+                    Agg::Max if *slot < v || slot.is_nan() => *slot = v,
+                    Agg::Max => {}
+                }
+            },
+        );
     }
 
     /// The groups with a value at some step, in order, each turned in place into a `GridSeries`.
@@ -230,25 +254,27 @@ impl RangeEval {
                 labels,
                 first,
                 mut values,
-                present,
             } = g;
             let mut points = 0;
-            for (v, present) in values.iter_mut().zip(present) {
-                if !present {
-                    *v = f64::NAN;
-                } else if v.is_finite() {
+            for v in &mut values {
+                if v.is_finite() {
                     points += 1;
                 } else {
-                    out.dropped_non_finite += 1;
+                    if v.to_bits() != ABSENT {
+                        out.dropped_non_finite += 1;
+                    }
                     *v = f64::NAN;
                 }
             }
             if points > 0 {
-                out.series.push(GridSeries {
-                    labels,
+                let grid = Grid {
                     t0: self.start + first as i64 * self.step,
                     step: self.step,
                     values,
+                };
+                out.series.push(GridSeries {
+                    labels,
+                    grid,
                     points,
                 });
             }
@@ -257,15 +283,13 @@ impl RangeEval {
     }
 }
 
-/// An evaluated group: its value at the steps `t0`, `t0 + step`, …, NaN where it has none (its non-finite
-/// results are dropped, so NaN means nothing else). Half the memory of (time, value) pairs for a pod that
-/// lives through the window, and aggregation places each value without dividing.
+/// An evaluated group: its value at each step of its grid, NaN where it has none (its non-finite results
+/// are dropped, so NaN means nothing else). Half the memory of (time, value) pairs for a pod that lives
+/// through the window, and aggregation places each value without dividing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridSeries {
     pub labels: BTreeMap<String, String>,
-    pub t0: i64,
-    pub step: i64,
-    pub values: Vec<f64>,
+    pub grid: Grid,
     /// How many values are not NaN.
     points: usize,
 }
@@ -275,23 +299,18 @@ impl SeriesView for GridSeries {
         self.labels.get(name).map_or("", String::as_str)
     }
     fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
-        let (t0, step) = (self.t0, self.step);
-        self.values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_nan())
-            .map(move |(i, &v)| (t0 + i as i64 * step, v))
+        self.grid.points()
     }
     fn point_count(&self) -> usize {
         self.points
     }
     fn span(&self) -> Option<(i64, i64)> {
-        let last = self.values.len().checked_sub(1)?;
-        Some((self.t0, self.t0 + last as i64 * self.step))
+        self.grid.span()
     }
     fn slots(&self, t0: i64, step: i64) -> impl Iterator<Item = (usize, f64)> + '_ {
-        let offset = ((self.t0 - t0) / step) as usize;
-        self.values
+        let offset = ((self.grid.t0 - t0) / step) as usize;
+        self.grid
+            .values
             .iter()
             .enumerate()
             .filter(|(_, v)| !v.is_nan())
@@ -302,17 +321,16 @@ impl SeriesView for GridSeries {
 impl Group {
     /// Makes room for the steps `lo..hi`.
     fn cover(&mut self, lo: usize, hi: usize) {
+        let absent = f64::from_bits(ABSENT);
         if self.values.is_empty() {
             self.first = lo;
         } else if lo < self.first {
             let more = self.first - lo;
-            self.values.splice(0..0, std::iter::repeat_n(0.0, more));
-            self.present.splice(0..0, std::iter::repeat_n(false, more));
+            self.values.splice(0..0, std::iter::repeat_n(absent, more));
             self.first = lo;
         }
         let len = hi.max(self.first + self.values.len()) - self.first;
-        self.values.resize(len, 0.0);
-        self.present.resize(len, false);
+        self.values.resize(len, absent);
     }
 }
 
@@ -333,6 +351,13 @@ fn rate(points: &[(i64, f64)], range_start: i64, range_end: i64, range_ms: i64) 
             result += prev;
         }
         prev = p.1;
+    }
+    if first.0 == range_start && last.0 == range_end {
+        // Samples at both ends of the range (a scrape interval that divides the range, on the grid):
+        // below, nothing would be extrapolated (both gaps are 0, under any threshold, and the distance to
+        // zero cannot be negative), so `interval / sampled` would be exactly 1. The same result with one
+        // division instead of four.
+        return result / (range_ms as f64 / 1000.0);
     }
     let mut to_start = (first.0 - range_start) as f64 / 1000.0;
     let to_end = (range_end - last.0) as f64 / 1000.0;

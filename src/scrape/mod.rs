@@ -24,7 +24,7 @@ use parse::{QueryResult, SeriesView};
 
 use crate::config::{QueryOverrides, ReadApi, ScrapeSettings, SourceSettings};
 use crate::metrics::{Metrics, SourceLabels};
-use crate::store::{CHUNK_SECS, ContainerKey, Store, StoreError};
+use crate::store::{CHUNK_SECS, ContainerKey, SamplePoints, Samples, Store, StoreError};
 
 /// Default PromQL, following what cAdvisor and kube-state-metrics export.
 pub mod defaults {
@@ -638,7 +638,7 @@ impl SourceScraper {
         if !new_keys.is_empty() {
             let seen = agg
                 .iter()
-                .filter_map(|a| a.points.last().map(|p| p.0))
+                .filter_map(|a| a.points.ends().map(|e| e.1))
                 .max()
                 .unwrap_or(0);
             let got = self
@@ -662,7 +662,7 @@ impl SourceScraper {
                 cache.series.insert((*c, *m), id);
             }
         }
-        let batch: Vec<(i64, Vec<(i64, f64)>)> = agg
+        let batch: Vec<(i64, Samples)> = agg
             .into_iter()
             .map(|a| {
                 (

@@ -272,6 +272,26 @@ struct Bits<'a> {
     valid: u32,
 }
 
+/// Why a chunk did not decode. A small value rather than a message, so that the hot reads return in
+/// registers; `decode_xor` words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bad {
+    /// The bits ran out inside a sample.
+    Short,
+    VarintTooLong,
+    ValueHeader,
+}
+
+impl Bad {
+    fn message(self) -> &'static str {
+        match self {
+            Bad::Short => "chunk ends mid-sample",
+            Bad::VarintTooLong => "varint too long",
+            Bad::ValueHeader => "bad XOR value header",
+        }
+    }
+}
+
 impl<'a> Bits<'a> {
     fn new(data: &'a [u8]) -> Self {
         Self {
@@ -282,8 +302,19 @@ impl<'a> Bits<'a> {
         }
     }
 
-    #[inline]
+    /// Tops the buffer up to at least 57 valid bits, or to the end of the data. Eight bytes are loaded
+    /// at once where there are eight: the bits past `valid` are then the data's next bits already, and
+    /// loading them again later ORs in the same bits.
+    #[inline(always)]
     fn refill(&mut self) {
+        if let Some(next) = self.data.get(self.pos..self.pos + 8) {
+            let word = u64::from_be_bytes(next.try_into().unwrap_or_default());
+            self.acc |= word >> self.valid;
+            let bytes = (63 - self.valid) / 8;
+            self.pos += bytes as usize;
+            self.valid += bytes * 8;
+            return;
+        }
         while self.valid <= 56 && self.pos < self.data.len() {
             self.acc |= u64::from(self.data[self.pos]) << (56 - self.valid);
             self.valid += 8;
@@ -291,19 +322,17 @@ impl<'a> Bits<'a> {
         }
     }
 
-    #[inline]
-    fn read(&mut self, n: u32) -> Result<u64, String> {
+    /// The next `n` bits, `n` at most 56.
+    #[inline(always)]
+    fn read(&mut self, n: u32) -> Result<u64, Bad> {
+        debug_assert!(n <= 56);
         if n == 0 {
             return Ok(0);
-        }
-        if n > 56 {
-            let high = self.read(n - 32)?;
-            return Ok(high << 32 | self.read(32)?);
         }
         if self.valid < n {
             self.refill();
             if self.valid < n {
-                return Err("chunk ends mid-sample".into());
+                return Err(Bad::Short);
             }
         }
         let v = self.acc >> (64 - n);
@@ -312,12 +341,37 @@ impl<'a> Bits<'a> {
         Ok(v)
     }
 
-    #[inline]
-    fn bit(&mut self) -> Result<bool, String> {
+    /// The next `n` bits, any `n` up to 64.
+    fn read_long(&mut self, n: u32) -> Result<u64, Bad> {
+        if n <= 56 {
+            return self.read(n);
+        }
+        let high = self.read(n - 32)?;
+        Ok(high << 32 | self.read(32)?)
+    }
+
+    #[inline(always)]
+    fn bit(&mut self) -> Result<bool, Bad> {
         Ok(self.read(1)? == 1)
     }
 
-    fn uvarint(&mut self) -> Result<u64, String> {
+    /// How many one bits come before a zero, up to `max` (the zero, if it came, is read too).
+    #[inline]
+    fn ones(&mut self, max: u32) -> Result<u32, Bad> {
+        if self.valid <= max {
+            self.refill();
+        }
+        let ones = self.acc.leading_ones().min(max).min(self.valid);
+        let used = (ones + u32::from(ones < max)).min(self.valid);
+        if ones < max && used == ones {
+            return Err(Bad::Short);
+        }
+        self.acc <<= used;
+        self.valid -= used;
+        Ok(ones)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, Bad> {
         let mut v = 0u64;
         for i in 0..10 {
             let byte = self.read(8)?;
@@ -326,16 +380,17 @@ impl<'a> Bits<'a> {
                 return Ok(v);
             }
         }
-        Err("varint too long".into())
+        Err(Bad::VarintTooLong)
     }
 
-    fn varint(&mut self) -> Result<i64, String> {
+    fn varint(&mut self) -> Result<i64, Bad> {
         let u = self.uvarint()?;
         Ok((u >> 1) as i64 ^ -((u & 1) as i64))
     }
 }
 
-/// Appends the samples of one XOR chunk that fall in `[min_ms, max_ms]` to `out`.
+/// Decodes a Prometheus XOR chunk (Gorilla encoding: delta-of-delta timestamps, XOR'd values), appending
+/// the samples with `min_ms <= t <= max_ms`.
 pub fn decode_xor(
     chunk: &[u8],
     min_ms: i64,
@@ -346,14 +401,23 @@ pub fn decode_xor(
         return Err("chunk shorter than its header".into());
     }
     let n = u16::from_be_bytes([chunk[0], chunk[1]]) as usize;
-    let mut r = Bits::new(&chunk[2..]);
+    decode_samples(&chunk[2..], n, (min_ms, max_ms), out).map_err(|e| e.message().to_string())
+}
+
+fn decode_samples(
+    bits: &[u8],
+    n: usize,
+    (min_ms, max_ms): (i64, i64),
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), Bad> {
+    let mut r = Bits::new(bits);
     let (mut t, mut delta, mut val) = (0i64, 0i64, 0u64);
     let (mut leading, mut trailing) = (0u32, 0u32);
     for i in 0..n {
         match i {
             0 => {
                 t = r.varint()?;
-                val = r.read(64)?;
+                val = r.read_long(64)?;
             }
             1 => {
                 delta = r.uvarint()? as i64;
@@ -361,15 +425,11 @@ pub fn decode_xor(
                 read_value(&mut r, &mut val, &mut leading, &mut trailing)?;
             }
             _ => {
-                let mut prefix = 0;
-                while prefix < 4 && r.bit()? {
-                    prefix += 1;
-                }
-                let dod = match prefix {
+                let dod = match r.ones(4)? {
                     0 => 0,
                     p => {
-                        let size = [14, 17, 20, 64][p - 1];
-                        let bits = r.read(size)?;
+                        let size = [14, 17, 20, 64][p as usize - 1];
+                        let bits = r.read_long(size)?;
                         if size != 64 && bits > 1 << (size - 1) {
                             bits as i64 - (1i64 << size)
                         } else {
@@ -392,12 +452,13 @@ pub fn decode_xor(
     Ok(())
 }
 
+#[inline(always)]
 fn read_value(
     r: &mut Bits,
     val: &mut u64,
     leading: &mut u32,
     trailing: &mut u32,
-) -> Result<(), String> {
+) -> Result<(), Bad> {
     if !r.bit()? {
         return Ok(());
     }
@@ -409,10 +470,10 @@ fn read_value(
         }
         *trailing = (64 - *leading)
             .checked_sub(significant)
-            .ok_or("bad XOR value header")?;
+            .ok_or(Bad::ValueHeader)?;
     }
     let significant = 64 - *leading - *trailing;
-    *val ^= r.read(significant)? << *trailing;
+    *val ^= r.read_long(significant)? << *trailing;
     Ok(())
 }
 
@@ -532,8 +593,11 @@ pub mod tests {
         let mut samples = Vec::new();
         let mut t = 1_700_000_000_123i64;
         for i in 0..120 {
-            // Scrape jitter, a gap (a big delta of deltas), an exact repeat, tiny and huge values.
+            // Scrape jitter, gaps (deltas of deltas of every size: 14, 17, 20 and 64 bits), an exact
+            // repeat, tiny and huge values.
             t += match i {
+                20 => 40_000,
+                30 => 300_000,
                 50 => 3_600_000,
                 51 => 15_000,
                 90 => 1_000_000_000,

@@ -10,6 +10,7 @@ pub mod codec;
 mod inventory;
 mod locks;
 mod marks;
+mod points;
 mod read;
 mod reports;
 mod retention;
@@ -30,6 +31,7 @@ pub use changes::{DetailChange, DetailChanges};
 pub use claims::Claim;
 pub use inventory::{ContainerKey, WorkloadKey};
 pub use locks::LockGuard;
+pub use points::{Grid, Point, SamplePoints, Samples};
 pub use read::{
     ContainerSeries, ExhaustionRecord, ForecastRecord, RecommendationRecord, WorkloadQuery,
     WorkloadRow,

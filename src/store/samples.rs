@@ -7,6 +7,7 @@ use std::ops::DerefMut;
 use sqlx::postgres::{PgConnection, PgCopyIn};
 
 use super::codec::{Chunk, ChunkRow, StorageSize, encoded_len_hint};
+use super::points::{Point, SamplePoints};
 use super::{Result, Store, StoreError};
 
 /// Span of one stored chunk: 6 hours, aligned to the Unix epoch.
@@ -43,7 +44,10 @@ impl Store {
     /// Stores samples of many series at once. Idempotent: samples already stored are not stored again, and
     /// a batch that brings nothing new writes nothing. Input needs no order; within the batch the last
     /// value for a timestamp wins. Non-finite values are dropped (Prometheus' stale markers and NaNs).
-    pub async fn write_samples(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<WriteStats> {
+    pub async fn write_samples<P: SamplePoints + Sync>(
+        &self,
+        batch: &[(i64, P)],
+    ) -> Result<WriteStats> {
         self.write(batch, false).await
     }
 
@@ -52,11 +56,18 @@ impl Store {
     /// looking up the ones they fall in, which is most of Postgres' work besides the copy. Should one
     /// exist after all (a write whose mark was not saved, another writer), the key refuses the copy, which
     /// leaves nothing behind, and the batch is written the careful way: the outcome is the same.
-    pub async fn write_new_samples(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<WriteStats> {
+    pub async fn write_new_samples<P: SamplePoints + Sync>(
+        &self,
+        batch: &[(i64, P)],
+    ) -> Result<WriteStats> {
         self.write(batch, true).await
     }
 
-    async fn write(&self, batch: &[(i64, Vec<(i64, f64)>)], blind: bool) -> Result<WriteStats> {
+    async fn write<P: SamplePoints + Sync>(
+        &self,
+        batch: &[(i64, P)],
+        blind: bool,
+    ) -> Result<WriteStats> {
         if blind {
             match self.try_copy_new(batch).await {
                 Ok(Some(stats)) => return Ok(stats),
@@ -102,22 +113,18 @@ impl Store {
     /// The copy of `write_new_samples`, in one transaction, each series' points cut into chunks as they
     /// are encoded. None, with nothing written, if the batch is not that simple (a series twice, points
     /// out of order or not finite) or one of its chunks exists.
-    async fn try_copy_new(&self, batch: &[(i64, Vec<(i64, f64)>)]) -> Result<Option<WriteStats>> {
+    async fn try_copy_new<P: SamplePoints + Sync>(
+        &self,
+        batch: &[(i64, P)],
+    ) -> Result<Option<WriteStats>> {
         let mut ids: Vec<i64> = batch.iter().map(|b| b.0).collect();
         ids.sort_unstable();
         ids.dedup();
-        let simple = ids.len() == batch.len()
-            && batch.iter().all(|(_, points)| {
-                points.windows(2).all(|w| w[0].0 < w[1].0) && points.iter().all(|p| p.1.is_finite())
-            });
-        let starts = || {
-            batch
-                .iter()
-                .flat_map(|(_, p)| p.first().into_iter().chain(p.last()))
-        };
+        let simple = ids.len() == batch.len() && batch.iter().all(|(_, p)| p.is_simple());
+        let ends = || batch.iter().filter_map(|(_, p)| p.ends());
         let (Some(lo), Some(hi)) = (
-            starts().map(|p| chunk_start(p.0)).min(),
-            starts().map(|p| chunk_start(p.0)).max(),
+            ends().map(|e| chunk_start(e.0)).min(),
+            ends().map(|e| chunk_start(e.1)).max(),
         ) else {
             return Ok(Some(WriteStats::default()));
         };
@@ -126,20 +133,19 @@ impl Store {
         }
         self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
             .await?;
-        let samples: usize = batch.iter().map(|(_, p)| p.len()).sum();
+        let samples: usize = batch.iter().map(|(_, p)| p.count()).sum();
         // A series' rows are the chunks from its first point's to its last's.
-        let rows: usize = batch
-            .iter()
-            .filter_map(|(_, p)| Some((p.first()?.0, p.last()?.0)))
+        let rows: usize = ends()
             .map(|(a, b)| ((chunk_start(b) - chunk_start(a)) / CHUNK_SECS + 1) as usize)
             .sum();
         let per_row = CopyBuffer::ROW_BYTES + encoded_len_hint(0, 1);
         let per_sample = encoded_len_hint(1, 1) - encoded_len_hint(0, 1);
         let mut copy = CopyBuffer::with_capacity(rows * per_row + samples * per_sample);
+        let mut scratch = Vec::new();
         for (series_id, points) in batch {
-            for run in points.chunk_by(|a, b| chunk_start(a.0) == chunk_start(b.0)) {
-                copy.points(*series_id, chunk_start(run[0].0), run);
-            }
+            points.for_each_run(CHUNK_SECS, &mut scratch, |run| {
+                copy.points(*series_id, chunk_start(run[0].0), run)
+            });
         }
         let stats = WriteStats {
             samples_written: samples as u64,
@@ -362,35 +368,32 @@ fn count_changed(old: &Chunk, new: &Chunk) -> u64 {
 /// The batch as chunks, ordered by (series, chunk start) so that concurrent writers lock and insert rows
 /// in the same order. Samples of a series may come in any order and more than once (the last value for a
 /// timestamp wins); non-finite values are dropped (Prometheus' stale markers and NaNs).
-fn chunks_of(batch: &[(i64, Vec<(i64, f64)>)]) -> Vec<((i64, i64), Chunk)> {
+fn chunks_of<P: SamplePoints>(batch: &[(i64, P)]) -> Vec<((i64, i64), Chunk)> {
     // Usually each series comes once, in time order: then its points are cut into chunks as they are.
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by_key(|&i| batch[i].0);
     let mut out = Vec::new();
-    let mut merged: Vec<(i64, f64)> = Vec::new();
+    let (mut merged, mut scratch): (Vec<Point>, Vec<Point>) = (Vec::new(), Vec::new());
+    let mut cut = |series_id: i64, run: &[Point]| {
+        out.push(((series_id, chunk_start(run[0].0)), Chunk::from_points(run)));
+    };
     for same in order.chunk_by(|&a, &b| batch[a].0 == batch[b].0) {
         let series_id = batch[same[0]].0;
         let single = &batch[same[0]].1;
-        let points: &[(i64, f64)] = if same.len() == 1
-            && single.windows(2).all(|w| w[0].0 < w[1].0)
-            && single.iter().all(|p| p.1.is_finite())
-        {
-            single
-        } else {
-            merged.clear();
-            for &i in same {
-                merged.extend(batch[i].1.iter().filter(|p| p.1.is_finite()));
-            }
-            // Stable, so equal timestamps stay in batch order and the last one is kept.
-            merged.sort_by_key(|p| p.0);
-            merged.reverse();
-            merged.dedup_by_key(|p| p.0);
-            merged.reverse();
-            &merged
-        };
-        for run in points.chunk_by(|a, b| chunk_start(a.0) == chunk_start(b.0)) {
-            out.push(((series_id, chunk_start(run[0].0)), Chunk::from_points(run)));
+        if same.len() == 1 && single.is_simple() {
+            single.for_each_run(CHUNK_SECS, &mut scratch, |run| cut(series_id, run));
+            continue;
         }
+        merged.clear();
+        for &i in same {
+            merged.extend(batch[i].1.points().filter(|p| p.1.is_finite()));
+        }
+        // Stable, so equal timestamps stay in batch order and the last one is kept.
+        merged.sort_by_key(|p| p.0);
+        merged.reverse();
+        merged.dedup_by_key(|p| p.0);
+        merged.reverse();
+        merged.for_each_run(CHUNK_SECS, &mut scratch, |run| cut(series_id, run));
     }
     out
 }
