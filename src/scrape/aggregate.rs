@@ -169,15 +169,6 @@ impl Steps {
         }
     }
 
-    /// `fold` of points in any order (several pods' one after the other), added in the order they come.
-    fn fold_points(&mut self, points: &[(i64, f64)], step: i64) {
-        let times = || points.iter().map(|p| p.0);
-        self.reset(times().min(), times().max(), step);
-        for &(t, v) in points {
-            self.add(((t - self.t0) / step) as usize, v);
-        }
-    }
-
     /// Empty slots for the steps from `t0` to `t1`; none without them.
     fn reset(&mut self, t0: Option<i64>, t1: Option<i64>, step: i64) {
         let (Some(t0), Some(t1)) = (t0, t1) else {
@@ -347,60 +338,62 @@ pub fn restarts<S: SeriesView>(
         f.dedup_by_key(|p| p.0);
         f.reverse();
     }
-    // Per workload container: its pods' restarts and, at the same times, OOM kills among them, summed
-    // per step below.
-    let mut groups: BTreeMap<ContainerKey, (Points, Points)> = BTreeMap::new();
-    for s in &counters.series {
-        let Some(key) = container_key(own, s) else {
-            continue;
-        };
-        let flag: &[(i64, f64)] = flags
-            .get(&(s.label("namespace"), s.label("pod"), s.label("container")))
-            .map_or(&[], Vec::as_slice);
-        let g = groups.entry(key).or_default();
-        // Flags at or before the current time: the counter's points are in time order, so a cursor will do.
-        let mut seen = 0;
-        let mut last = None;
-        for (t, v) in s.points() {
-            let Some(prev) = last.replace(v) else {
-                continue;
-            };
-            while seen < flag.len() && flag[seen].0 <= t {
-                seen += 1;
-            }
-            if t < from {
-                continue;
-            }
-            // A counter that went down was reset (a new pod with the same name): all of it is new.
-            let inc = if v >= prev { v - prev } else { v };
-            let oom = seen > 0 && flag[seen - 1].1 >= 1.0;
-            g.0.push((t, inc));
-            g.1.push((t, if oom { inc } else { 0.0 }));
-        }
-    }
-    let mut restarts = Vec::new();
-    let mut ooms = Vec::new();
-    let mut steps = Steps::default();
-    for (key, (incs, oom_incs)) in groups {
-        if incs.is_empty() {
+    // Per workload container, its pods' restarts and, at the same times, OOM kills among them, summed
+    // per step as they are read.
+    let groups = group(counters, |s| container_key(own, s));
+    let (mut restarts, mut ooms) = (Vec::new(), Vec::new());
+    let (mut r, mut o) = (Steps::default(), Steps::default());
+    for (key, members) in groups {
+        let spans = || members.iter().filter_map(|m| m.span());
+        let (t0, t1) = (
+            spans().map(|s| s.0.max(from)).min(),
+            spans().map(|s| s.1).max(),
+        );
+        if t1 < t0 {
             continue;
         }
-        let mut sums = |points: &[(i64, f64)]| -> Points {
-            steps.fold_points(points, step);
-            steps.iter().map(|(t, sum, _, _)| (t, sum)).collect()
-        };
-        let (r, o) = (sums(&incs), sums(&oom_incs));
+        r.reset(t0, t1, step);
+        o.reset(t0, t1, step);
+        for s in members {
+            let flag: &[(i64, f64)] = flags
+                .get(&(s.label("namespace"), s.label("pod"), s.label("container")))
+                .map_or(&[], Vec::as_slice);
+            // Flags at or before the current time: the counter's points are in time order, so a cursor
+            // will do.
+            let mut seen = 0;
+            let mut last = None;
+            for (t, v) in s.points() {
+                let Some(prev) = last.replace(v) else {
+                    continue;
+                };
+                while seen < flag.len() && flag[seen].0 <= t {
+                    seen += 1;
+                }
+                if t < from {
+                    continue;
+                }
+                // A counter that went down was reset (a new pod with the same name): all of it is new.
+                let inc = if v >= prev { v - prev } else { v };
+                let oom = seen > 0 && flag[seen - 1].1 >= 1.0;
+                let i = ((t - r.t0) / step) as usize;
+                r.add(i, inc);
+                o.add(i, if oom { inc } else { 0.0 });
+            }
+        }
+        if r.count.iter().all(|&c| c == 0) {
+            continue;
+        }
         restarts.push(Aggregated {
             container: key.clone(),
             metric: "restarts",
             unit: "count",
-            points: Samples::Pairs(r),
+            points: Samples::Grid(r.grid(|sum, _, _| sum)),
         });
         ooms.push(Aggregated {
             container: key,
             metric: "oom_kills",
             unit: "count",
-            points: Samples::Pairs(o),
+            points: Samples::Grid(o.grid(|sum, _, _| sum)),
         });
     }
     restarts.extend(ooms);
