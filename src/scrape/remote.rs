@@ -342,10 +342,19 @@ impl<'a> Bits<'a> {
     }
 
     /// The next `n` bits, any `n` up to 64.
+    #[inline(always)]
     fn read_long(&mut self, n: u32) -> Result<u64, Bad> {
         if n <= 56 {
             return self.read(n);
         }
+        self.read_wide(n)
+    }
+
+    /// `read_long` of more than 56 bits, in two reads: rare (a value whose XOR with the previous one
+    /// spans nearly all its bits, a first value, a huge jump in time).
+    #[cold]
+    #[inline(never)]
+    fn read_wide(&mut self, n: u32) -> Result<u64, Bad> {
         let high = self.read(n - 32)?;
         Ok(high << 32 | self.read(32)?)
     }
