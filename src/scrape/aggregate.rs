@@ -169,12 +169,16 @@ impl Steps {
         }
     }
 
-    /// Empty slots for the steps from `t0` to `t1`; none without them.
+    /// Empty slots for the steps from `t0` to `t1`; none without them or when `t1` is before `t0`.
     fn reset(&mut self, t0: Option<i64>, t1: Option<i64>, step: i64) {
         let (Some(t0), Some(t1)) = (t0, t1) else {
             self.count.clear();
             return;
         };
+        if t1 < t0 {
+            self.count.clear();
+            return;
+        }
         let n = ((t1 - t0) / step + 1) as usize;
         (self.t0, self.step) = (t0, step);
         self.sum.clear();
@@ -345,13 +349,11 @@ pub fn restarts<S: SeriesView>(
     let (mut r, mut o) = (Steps::default(), Steps::default());
     for (key, members) in groups {
         let spans = || members.iter().filter_map(|m| m.span());
+        // Points before `from` are only baselines: no slots for them.
         let (t0, t1) = (
             spans().map(|s| s.0.max(from)).min(),
             spans().map(|s| s.1).max(),
         );
-        if t1 < t0 {
-            continue;
-        }
         r.reset(t0, t1, step);
         o.reset(t0, t1, step);
         for s in members {
@@ -449,7 +451,10 @@ mod tests {
     /// The points of the output's series named `metric`.
     fn points_of(out: &[Aggregated], metric: &str) -> Vec<(i64, f64)> {
         let a = out.iter().find(|a| a.metric == metric);
-        a.expect("the metric is in the output").points.to_pairs()
+        a.expect("the metric is in the output")
+            .points
+            .points()
+            .collect()
     }
 
     fn owners() -> Ownership {
@@ -630,6 +635,6 @@ mod tests {
             dropped_non_finite: 0,
         };
         let out = throttling(&o, &th, &pe, 60);
-        assert_eq!(out[0].points.to_pairs(), vec![(0, 0.25)]);
+        assert_eq!(points_of(&out, "cpu_throttled_ratio"), vec![(0, 0.25)]);
     }
 }

@@ -121,13 +121,6 @@ pub enum Samples {
     Grid(Grid),
 }
 
-impl Samples {
-    /// The samples as pairs, in the order given.
-    pub fn to_pairs(&self) -> Vec<Point> {
-        self.points().collect()
-    }
-}
-
 impl SamplePoints for Samples {
     fn points(&self) -> impl Iterator<Item = Point> + '_ {
         let (pairs, grid) = match self {
@@ -206,7 +199,7 @@ mod tests {
         let mut runs = Vec::new();
         p.for_each_run(1000, &mut Vec::new(), |r| runs.push(r.to_vec()));
         assert_eq!(runs, [vec![(1, 1.0), (2, 2.0)], vec![(1000, 3.0)]]);
-        assert_eq!(Samples::Pairs(p.clone()).to_pairs(), p);
+        assert_eq!(Samples::Pairs(p.clone()).points().collect::<Vec<_>>(), p);
         assert_eq!(p.ends(), Some((1, 1000)));
     }
 }
