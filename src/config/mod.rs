@@ -122,8 +122,8 @@ pub struct ScrapeSettings {
     pub timeout_secs: u64,
     /// Range queries are split so no series exceeds this many points.
     pub max_points_per_query: u64,
-    /// Remote read: evaluated samples one request may bring at most (windows shrink to fit); bounds the
-    /// memory a window takes, about 16 bytes a raw sample.
+    /// Remote read: evaluated values one answer may hold (an answer that outgrows it is dropped and its
+    /// window halved); bounds the memory a window takes, 8 bytes a value.
     pub max_samples_per_read: u64,
     /// Recent samples younger than this are left for the next scrape.
     pub settle_secs: u64,

@@ -311,7 +311,7 @@ impl SourceClient {
             .iter()
             .map(|s| ("match[]", s.to_string()))
             .collect();
-        self.send_with_retries("federate", Request::Get(&params), false, |body| {
+        self.send_and_parse("federate", Request::Get(&params), false, |body| {
             let text = String::from_utf8_lossy(&body);
             let lines = text.lines().map(|l| Ok(l.to_string()));
             let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| ScrapeError::Answer {
@@ -330,7 +330,7 @@ impl SourceClient {
         params: &[(&str, String)],
         parse: fn(&[u8]) -> Result<T, ParseError>,
     ) -> Result<T, ScrapeError> {
-        self.send_with_retries(path, Request::Get(params), true, |body| {
+        self.send_and_parse(path, Request::Get(params), true, |body| {
             let started = Instant::now();
             let parsed = parse(&body).map_err(|error| self.classify_answer(error));
             self.decode_nanos
@@ -340,37 +340,53 @@ impl SourceClient {
         .await
     }
 
-    /// `/api/v1/read`: the answer to `queries` handed to `decode` with each query's range of samples
-    /// (milliseconds, inclusive), on a blocking thread: decoding a window's answer takes a while. A body
-    /// that does not decode is retried like one cut short.
-    pub async fn remote_read<T: Send + 'static>(
+    /// `/api/v1/read`: the answer to `queries` decoded into a sink made by `make` as it arrives, each
+    /// query's samples cut to its range (milliseconds, inclusive); `finish` turns the sink into the result.
+    /// An answer that grows past `budget` values held (`SeriesSink::held`) is dropped unread with
+    /// `TooManySamples`: the window was too large. A body that does not decode is retried like one cut short.
+    pub async fn remote_read<S: remote::SeriesSink, T>(
         &self,
         queries: Vec<remote::Query>,
-        decode: impl Fn(&bytes::Bytes, &[(i64, i64)]) -> Result<T, remote::WireError>
-        + Send
-        + Sync
-        + 'static,
+        budget: u64,
+        make: impl Fn() -> S,
+        finish: impl Fn(S) -> T,
     ) -> Result<T, ScrapeError> {
-        let ranges: Arc<[(i64, i64)]> = queries
+        let ranges: Vec<(i64, i64)> = queries
             .iter()
             .map(|q| (q.start_timestamp_ms, q.end_timestamp_ms))
             .collect();
         let body = remote::encode_request(queries);
-        let decode = Arc::new(decode);
-        self.send_with_retries("api/v1/read", Request::RemoteRead(&body), false, |answer| {
-            let (decode, ranges) = (decode.clone(), ranges.clone());
-            async move {
-                let started = Instant::now();
-                let decoded = tokio::task::spawn_blocking(move || decode(&answer, &ranges))
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                self.decode_nanos
-                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                decoded.map_err(|e| ScrapeError::Answer {
-                    source_name: self.name.clone(),
-                    error: ParseError::Shape(e.to_string()),
-                })
+        let request = Request::RemoteRead(&body);
+        let bad = |e: remote::WireError| ScrapeError::Answer {
+            source_name: self.name.clone(),
+            error: ParseError::Shape(e.to_string()),
+        };
+        self.send_with_retries("api/v1/read", || async {
+            let _permit = self.permit().await;
+            let (mut resp, started) = self.respond("api/v1/read", request, false).await?;
+            let (mut sink, mut decoder) = (make(), remote::StreamDecoder::new(&ranges));
+            let mut decoding = Duration::ZERO;
+            let outcome = async {
+                while let Some(piece) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+                    let at = Instant::now();
+                    decoder.feed(piece, &mut sink).map_err(bad)?;
+                    decoding += at.elapsed();
+                    if sink.held() > budget {
+                        return Err(ScrapeError::TooManySamples {
+                            source_name: self.name.clone(),
+                            message: format!(
+                                "the answer holds more than scrape.max_samples_per_read ({budget}) values"
+                            ),
+                        });
+                    }
+                }
+                decoder.finish(&mut sink).map_err(bad)
             }
+            .await;
+            self.observe_request(started);
+            self.decode_nanos
+                .fetch_add(decoding.as_nanos() as u64, Ordering::Relaxed);
+            outcome.map(|()| finish(sink))
         })
         .await
     }
@@ -391,30 +407,34 @@ impl SourceClient {
     }
 
     /// Sends the request and parses the answer, retrying both: a body cut short parses badly, and the
-    /// next try may well be whole.
-    async fn send_with_retries<T, F: Future<Output = Result<T, ScrapeError>>>(
+    /// next try may well be whole. The answer is parsed once its request no longer counts as in flight.
+    async fn send_and_parse<T, F: Future<Output = Result<T, ScrapeError>>>(
         &self,
         path: &str,
         request: Request<'_>,
         json: bool,
         parse: impl Fn(bytes::Bytes) -> F,
     ) -> Result<T, ScrapeError> {
+        self.send_with_retries(path, || async {
+            let body = {
+                let _permit = self.permit().await;
+                self.send_once(path, request, json).await?
+            };
+            parse(body).await
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the attempts run out, with backoff between.
+    async fn send_with_retries<T, F: Future<Output = Result<T, ScrapeError>>>(
+        &self,
+        path: &str,
+        attempt_once: impl Fn() -> F,
+    ) -> Result<T, ScrapeError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = {
-                let _permit = self
-                    .in_flight
-                    .acquire()
-                    .await
-                    .expect("semaphore never closed");
-                self.send_once(path, request, json).await
-            };
-            let result = match result {
-                Ok(body) => parse(body).await,
-                Err(e) => Err(e),
-            };
-            match result {
+            match attempt_once().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     self.metrics
@@ -439,12 +459,42 @@ impl SourceClient {
         }
     }
 
+    /// A place among the requests in flight.
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.in_flight
+            .acquire()
+            .await
+            .expect("semaphore never closed")
+    }
+
+    fn observe_request(&self, started: Instant) {
+        self.metrics
+            .scrape_request_seconds
+            .get_or_create(&self.labels())
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Sends the request and reads the whole answer.
     async fn send_once(
         &self,
         path: &str,
         request: Request<'_>,
         json: bool,
     ) -> Result<bytes::Bytes, ScrapeError> {
+        let (resp, started) = self.respond(path, request, json).await?;
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e));
+        self.observe_request(started);
+        body
+    }
+
+    /// Sends the request; a successful answer comes back unread, with when the request went out. Any
+    /// other is read and turned into the error it names.
+    async fn respond(
+        &self,
+        path: &str,
+        request: Request<'_>,
+        json: bool,
+    ) -> Result<(reqwest::Response, Instant), ScrapeError> {
         let url = self.url(path)?;
         if let Some(log) = &self.recorded {
             let (params, body) = match request {
@@ -479,24 +529,31 @@ impl SourceClient {
             .scrape_requests
             .get_or_create(&self.labels())
             .inc();
-        let outcome = async {
-            let resp = req.send().await.map_err(|e| self.transport_error(e))?;
-            let status = resp.status();
-            if status.is_success() && matches!(request, Request::RemoteRead(_)) {
-                self.check_streamed(&resp)?;
+        let resp = req.send().await.map_err(|e| self.transport_error(e));
+        let resp = match resp {
+            Ok(resp) if resp.status().is_success() => {
+                if matches!(request, Request::RemoteRead(_))
+                    && let Err(e) = self.check_streamed(&resp)
+                {
+                    self.observe_request(started);
+                    return Err(e);
+                }
+                return Ok((resp, started));
             }
-            let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
-            Ok::<_, ScrapeError>((status, body))
-        }
-        .await;
-        self.metrics
-            .scrape_request_seconds
-            .get_or_create(&self.labels())
-            .observe(started.elapsed().as_secs_f64());
+            other => other,
+        };
+        let outcome = match resp {
+            Ok(resp) => {
+                let status = resp.status();
+                resp.bytes()
+                    .await
+                    .map(|body| (status, body))
+                    .map_err(|e| self.transport_error(e))
+            }
+            Err(e) => Err(e),
+        };
+        self.observe_request(started);
         let (status, body) = outcome?;
-        if status.is_success() {
-            return Ok(body);
-        }
         // Prometheus sends its error JSON with 400, 422, 503...: prefer its words to a bare status.
         if json
             && let Err(error) = parse_query_response(&body)

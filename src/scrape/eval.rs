@@ -161,6 +161,8 @@ pub struct RangeEval {
     groups: Vec<Group>,
     key: String,
     live: Vec<(i64, f64)>,
+    /// Values the groups hold, over all of them.
+    held: u64,
 }
 
 /// A group's value at the steps `first..first + values.len()`, `ABSENT` where none of its series has one.
@@ -187,6 +189,7 @@ impl RangeEval {
             groups: Vec::new(),
             key: String::new(),
             live: Vec::new(),
+            held: 0,
         }
     }
 
@@ -222,7 +225,9 @@ impl RangeEval {
             return;
         };
         let g = &mut self.groups[g];
+        let before = g.values.len();
         g.cover(reach.0, reach.1);
+        self.held += (g.values.len() - before) as u64;
         let (first, values, agg) = (g.first, &mut g.values[..], self.expr.agg);
         self.expr.evaluate(
             samples,
@@ -304,6 +309,9 @@ impl SeriesView for GridSeries {
     fn point_count(&self) -> usize {
         self.points
     }
+    fn held(&self) -> usize {
+        self.grid.values.len()
+    }
     fn span(&self) -> Option<(i64, i64)> {
         self.grid.span()
     }
@@ -338,6 +346,9 @@ impl Group {
 impl SeriesSink for Vec<RangeEval> {
     fn series(&mut self, query: usize, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
         self[query].push(labels, samples);
+    }
+    fn held(&self) -> u64 {
+        self.iter().map(|e| e.held).sum()
     }
 }
 

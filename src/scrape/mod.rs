@@ -381,25 +381,28 @@ impl SourceScraper {
         let (max_points, budget) = match self.read {
             ReadApi::QueryRange => (self.settings.max_points_per_query as i64, SAMPLE_BUDGET),
             // Remote read has no points limit, and answers are compact chunks: windows are bounded by
-            // `max_samples_per_read` alone. Larger windows send fewer chunks twice (a chunk reaching
-            // over a window's edge goes out with both) and make the source re-encode fewer of them.
+            // the values `max_samples_per_read` lets one answer hold. Larger windows send fewer chunks
+            // twice (a chunk reaching over a window's edge goes out with both) and make the source
+            // re-encode fewer of them.
             ReadApi::RemoteRead => (10_000_000, self.settings.max_samples_per_read),
         };
-        // Start small and grow: the first answer tells how many series a window holds. A remote-read
-        // source starts with a window long enough to be read remotely even after the cut to a chunk
-        // boundary (range queries over a first window cost the source more than the rest together).
+        // Range queries start small and grow: the first answer tells how many series a window holds.
+        // A remote-read answer is decoded as it arrives and dropped as soon as it holds more than the
+        // budget, so the first window asks for everything: most backfills then take one request per
+        // job, and each series is looked up and sent once (a source's cost per series and window
+        // outweighs its cost per sample).
         let first = match self.read {
             ReadApi::QueryRange => 60,
-            ReadApi::RemoteRead => (2 * REMOTE_READ_MIN_SECS / step + 1).max(60),
+            ReadApi::RemoteRead => max_points,
         };
         let mut points = first.min(max_points);
         let mut window = Window::of(start, points, step, end);
         let mut fetched = self.fetch_job(job, window, counters).await;
         loop {
-            let (aggregated, series_seen) = match fetched {
+            let (aggregated, held) = match fetched {
                 Ok(v) => v,
-                Err(Error::Source(ScrapeError::TooManySamples { .. })) if points > 2 => {
-                    points = (points / 2).max(2);
+                Err(Error::Source(ScrapeError::TooManySamples { .. })) if window.steps() > 2 => {
+                    points = (window.steps() / 2).max(2);
                     tracing::info!(source = %self.client.name, job = job.name(), points, "window too large for the source; halving");
                     window = Window::of(window.start, points, step, end);
                     fetched = self.fetch_job(job, window, counters).await;
@@ -408,6 +411,7 @@ impl SourceScraper {
                 Err(e) => return Err(e),
             };
             let done = window;
+            tracing::debug!(source = %self.client.name, job = job.name(), start = done.start, end = done.end, held, "window read");
             let store = async {
                 // A window starting on a chunk boundary writes chunks past everything the job stored.
                 let fresh = done.start.rem_euclid(CHUNK_SECS) == 0;
@@ -419,16 +423,19 @@ impl SourceScraper {
                     .set_scrape_mark(self.cluster_id, job.name(), done.end)
                     .await?;
                 progress.advance((done.end - done.start + step) as u64, written);
+                tracing::debug!(source = %self.client.name, job = job.name(), start = done.start, end = done.end, written, "window stored");
                 Ok::<(), Error>(())
             };
             let next_start = done.end + step;
             if next_start > end {
                 return store.await;
             }
-            // An empty window (before the history begins) says nothing about the next one: grow
-            // step by step instead of jumping to the largest window at once.
-            points = match budget.checked_div(series_seen) {
-                Some(fit) => (fit as i64).clamp(2, max_points),
+            // The next window holds as many values per step as this one did (series come and go:
+            // a count of series would overstate a long window's). An empty window (before the
+            // history begins) says nothing about the next one: grow step by step instead of jumping
+            // to the largest window at once.
+            points = match budget.saturating_mul(done.steps() as u64).checked_div(held) {
+                Some(fit) => (fit.min(i64::MAX as u64) as i64).clamp(2, max_points),
                 None => (points * 2).min(max_points),
             };
             window = Window::of(next_start, points, step, end);
@@ -439,7 +446,7 @@ impl SourceScraper {
     }
 
     /// Runs the job's queries for one window and aggregates them per workload container. Returns the
-    /// aggregated series and how many raw series came back (to size the next window).
+    /// aggregated series and how many values the answers held (to size the next window).
     async fn fetch_job(
         &self,
         job: Job,
@@ -533,14 +540,17 @@ impl SourceScraper {
         let queries = specs.iter().map(|(e, from)| e.query(*from, end, lookback));
         let results = self
             .client
-            .remote_read(queries.collect(), move |body, ranges| {
-                let mut evals: Vec<eval::RangeEval> = specs
-                    .iter()
-                    .map(|&(e, from)| eval::RangeEval::new(e, (from, end, step), lookback))
-                    .collect();
-                remote::decode_stream(body, ranges, &mut evals)?;
-                Ok(evals.into_iter().map(eval::RangeEval::finish).collect())
-            })
+            .remote_read(
+                queries.collect(),
+                self.settings.max_samples_per_read,
+                || {
+                    specs
+                        .iter()
+                        .map(|&(e, from)| eval::RangeEval::new(e, (from, end, step), lookback))
+                        .collect::<Vec<_>>()
+                },
+                |evals| evals.into_iter().map(eval::RangeEval::finish).collect(),
+            )
             .await?;
         Ok(results)
     }
@@ -707,6 +717,11 @@ impl Window {
         };
         Window { start, end, step }
     }
+
+    /// How many steps it covers.
+    fn steps(self) -> i64 {
+        (self.end - self.start) / self.step + 1
+    }
 }
 
 /// The answers of one job's queries for one window, in the order of `job_queries`.
@@ -716,14 +731,14 @@ enum Fetched {
 }
 
 /// Aggregates one window's answers of `job` per workload container. Returns the aggregated series and how
-/// many series came back (to size the next window).
+/// many values the answers held (to size the next window).
 fn aggregate_job<S: SeriesView>(
     job: Job,
     own: &Ownership,
     results: Vec<QueryResult<S>>,
     w: Window,
 ) -> (Vec<Aggregated>, u64) {
-    let series = results.iter().map(|r| r.series.len() as u64).sum();
+    let held = results.iter().map(QueryResult::held).sum();
     let mut results = results.into_iter();
     let mut next = || results.next().unwrap_or_default();
     let aggregated = match job {
@@ -740,7 +755,7 @@ fn aggregate_job<S: SeriesView>(
             aggregate::throttling(own, &throttled, &periods, w.step)
         }
     };
-    (aggregated, series)
+    (aggregated, held)
 }
 
 #[derive(Default)]

@@ -25,6 +25,10 @@ pub trait SeriesView {
     fn label(&self, name: &str) -> &str;
     fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_;
     fn point_count(&self) -> usize;
+    /// How many values it takes memory for (its points, or the slots of its grid).
+    fn held(&self) -> usize {
+        self.point_count()
+    }
     /// The earliest and latest times it may have a point at.
     fn span(&self) -> Option<(i64, i64)>;
     /// Its points as (slot, value) on the grid `t0 + slot·step` (which they lie on).
@@ -70,6 +74,9 @@ impl<S> Default for QueryResult<S> {
 impl<S: SeriesView> QueryResult<S> {
     pub fn samples(&self) -> u64 {
         self.series.iter().map(|s| s.point_count() as u64).sum()
+    }
+    pub fn held(&self) -> u64 {
+        self.series.iter().map(|s| s.held() as u64).sum()
     }
 }
 

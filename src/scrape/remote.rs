@@ -132,6 +132,8 @@ pub struct WireError(pub String);
 /// a window's raw samples are never all held at once.
 pub trait SeriesSink {
     fn series(&mut self, query: usize, labels: &[(&str, &str)], samples: &[(i64, f64)]);
+    /// How many values the sink holds so far (what a window's memory grows with).
+    fn held(&self) -> u64;
 }
 
 /// The value of the label `name` in labels sorted by name, or "" (how PromQL sees a missing label).
@@ -181,45 +183,153 @@ impl Pending {
     }
 }
 
-/// Decodes a streamed answer to the `ranges.len()` queries of its request, handing each series to `sink`
-/// with the samples in `[min_ms, max_ms]` of its query (chunks come whole, so they reach past the range
-/// asked for). On an error the sink has seen part of the answer: the caller drops what it gathered.
+/// Decodes a whole streamed answer to the `ranges.len()` queries of its request, handing each series to
+/// `sink` with the samples in `[min_ms, max_ms]` of its query (chunks come whole, so they reach past the
+/// range asked for). On an error the sink has seen part of the answer: the caller drops what it gathered.
 pub fn decode_stream(
     body: &bytes::Bytes,
     ranges: &[(i64, i64)],
     sink: &mut impl SeriesSink,
 ) -> Result<(), WireError> {
-    let mut pending: Vec<Pending> = (0..ranges.len()).map(|_| Pending::default()).collect();
-    let mut rest: &[u8] = body;
-    let mut frame = 0usize;
-    while !rest.is_empty() {
-        let len = prost::encoding::decode_varint(&mut rest)
-            .map_err(|_| WireError(format!("frame {frame}: bad length prefix")))?;
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| l + 4 <= rest.len())
-            .ok_or_else(|| WireError(format!("frame {frame}: cut short (truncated body)")))?;
-        let crc = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        let data = &rest[4..4 + len];
-        if CASTAGNOLI.checksum(data) != crc {
-            return Err(WireError(format!("frame {frame}: checksum mismatch")));
+    let mut decoder = StreamDecoder::new(ranges);
+    decoder.feed(body.clone(), sink)?;
+    decoder.finish(sink)
+}
+
+/// A frame longer than this is taken for a garbled length prefix: Prometheus cuts frames at about 1 MB
+/// (`--storage.remote.read-max-bytes-in-frame`), and a single series' chunks never come near this.
+const MAX_FRAME_BYTES: u64 = 1 << 28;
+
+/// Decodes a streamed answer piece by piece, as the body arrives: whole frames are decoded from the piece
+/// they sit in (labels and chunks stay in its buffer), and a frame split over pieces is carried over and
+/// decoded once complete. So the answer is never held whole, and decoding runs while the source is
+/// still sending.
+pub struct StreamDecoder<'r> {
+    ranges: &'r [(i64, i64)],
+    pending: Vec<Pending>,
+    /// The start of a frame whose end has not arrived yet.
+    carry: bytes::BytesMut,
+    /// Frames decoded so far (to name the one that went wrong).
+    frame: usize,
+}
+
+/// Where the message of a frame starting at `buf[0]` begins and where the frame ends (after its length
+/// prefix and CRC); `Ok(None)` while the length prefix is incomplete.
+fn frame_bounds(buf: &[u8], frame: usize) -> Result<Option<(usize, usize)>, WireError> {
+    let mut len = 0u64;
+    for (i, &b) in buf.iter().take(10).enumerate() {
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            if len > MAX_FRAME_BYTES {
+                return Err(WireError(format!(
+                    "frame {frame}: length {len} is not believable (bad length prefix)"
+                )));
+            }
+            let data = i + 1 + 4;
+            return Ok(Some((data, data + len as usize)));
         }
-        // Labels and chunk data stay in the body's buffer: no copy per label or chunk.
-        let data = body.slice_ref(data);
-        rest = &rest[4 + len..];
-        let msg = ChunkedReadResponse::decode(data)
-            .map_err(|e| WireError(format!("frame {frame}: {e}")))?;
+    }
+    if buf.len() >= 10 {
+        return Err(WireError(format!("frame {frame}: bad length prefix")));
+    }
+    Ok(None)
+}
+
+impl<'r> StreamDecoder<'r> {
+    pub fn new(ranges: &'r [(i64, i64)]) -> Self {
+        Self {
+            ranges,
+            pending: (0..ranges.len()).map(|_| Pending::default()).collect(),
+            carry: bytes::BytesMut::new(),
+            frame: 0,
+        }
+    }
+
+    /// Decodes the frames that `piece`, the next part of the body, completes.
+    pub fn feed(
+        &mut self,
+        mut piece: bytes::Bytes,
+        sink: &mut impl SeriesSink,
+    ) -> Result<(), WireError> {
+        use bytes::Buf;
+        // First finish the frame carried over, taking from the piece only what it lacks (its length
+        // prefix may itself be split: then a byte at a time).
+        while !self.carry.is_empty() {
+            let need = match frame_bounds(&self.carry, self.frame)? {
+                Some((_, end)) => end - self.carry.len(),
+                None => 1,
+            };
+            let take = need.min(piece.len());
+            self.carry.extend_from_slice(&piece[..take]);
+            piece.advance(take);
+            if take < need {
+                return Ok(());
+            }
+            if matches!(frame_bounds(&self.carry, self.frame)?, Some((_, end)) if end == self.carry.len())
+            {
+                let whole = self.carry.split().freeze();
+                self.frames(&whole, sink)?;
+            }
+        }
+        let used = self.frames(&piece, sink)?;
+        self.carry.extend_from_slice(&piece[used..]);
+        Ok(())
+    }
+
+    /// Hands on the series still open once the body has ended; an unfinished frame means the body was
+    /// cut short.
+    pub fn finish(mut self, sink: &mut impl SeriesSink) -> Result<(), WireError> {
+        if !self.carry.is_empty() {
+            return Err(WireError(format!(
+                "frame {}: cut short (truncated body)",
+                self.frame
+            )));
+        }
+        for (q, p) in self.pending.iter_mut().enumerate() {
+            p.flush(q, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes the whole frames at the start of `buf`; returns how many bytes they took.
+    fn frames(
+        &mut self,
+        buf: &bytes::Bytes,
+        sink: &mut impl SeriesSink,
+    ) -> Result<usize, WireError> {
+        let mut at = 0;
+        while let Some((data, end)) = frame_bounds(&buf[at..], self.frame)? {
+            let (data, end) = (at + data, at + end);
+            if end > buf.len() {
+                break;
+            }
+            let crc = u32::from_be_bytes(buf[data - 4..data].try_into().expect("4 bytes"));
+            if CASTAGNOLI.checksum(&buf[data..end]) != crc {
+                return Err(WireError(format!(
+                    "frame {}: checksum mismatch",
+                    self.frame
+                )));
+            }
+            // Labels and chunk data stay in the piece's buffer: no copy per label or chunk.
+            self.message(buf.slice(data..end), sink)?;
+            at = end;
+            self.frame += 1;
+        }
+        Ok(at)
+    }
+
+    /// One frame's `ChunkedReadResponse`: its series' samples join the series they continue or start
+    /// a new one (handing on the one before).
+    fn message(&mut self, data: bytes::Bytes, sink: &mut impl SeriesSink) -> Result<(), WireError> {
+        let frame = self.frame;
+        let bad = |e: String| WireError(format!("frame {frame}: {e}"));
+        let msg = ChunkedReadResponse::decode(data).map_err(|e| bad(e.to_string()))?;
         let q = usize::try_from(msg.query_index)
             .ok()
-            .filter(|&q| q < ranges.len())
-            .ok_or_else(|| {
-                WireError(format!(
-                    "frame {frame}: query index {} out of range",
-                    msg.query_index
-                ))
-            })?;
-        let (min_ms, max_ms) = ranges[q];
-        let p = &mut pending[q];
+            .filter(|&q| q < self.ranges.len())
+            .ok_or_else(|| bad(format!("query index {} out of range", msg.query_index)))?;
+        let (min_ms, max_ms) = self.ranges[q];
+        let p = &mut self.pending[q];
         for mut s in msg.chunked_series {
             if !s.labels.is_sorted_by(|a, b| a.name <= b.name) {
                 s.labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -244,21 +354,16 @@ pub fn decode_stream(
             p.samples.reserve(more);
             for c in s.chunks.iter().filter(in_range) {
                 if c.r#type != XOR {
-                    return Err(WireError(format!(
-                        "frame {frame}: chunk encoding {} is not XOR (native histograms are not read)",
+                    return Err(bad(format!(
+                        "chunk encoding {} is not XOR (native histograms are not read)",
                         c.r#type
                     )));
                 }
-                decode_xor(&c.data, min_ms, max_ms, &mut p.samples)
-                    .map_err(|e| WireError(format!("frame {frame}: {e}")))?;
+                decode_xor(&c.data, min_ms, max_ms, &mut p.samples).map_err(bad)?;
             }
         }
-        frame += 1;
+        Ok(())
     }
-    for (q, p) in pending.iter_mut().enumerate() {
-        p.flush(q, sink)?;
-    }
-    Ok(())
 }
 
 /// Reads bits most significant first, as Prometheus' `bstream` writes them, through a 64-bit buffer.
@@ -687,6 +792,17 @@ pub mod tests {
             "labels sorted by name"
         );
         assert_eq!(samples, &[(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]);
+        // The body as it arrives: in pieces of any size, frames and length prefixes split anywhere.
+        for size in 1..=body.len() {
+            let mut pieces = Collected::default();
+            let ranges = [(0, 3_000), (0, 10_000)];
+            let mut decoder = StreamDecoder::new(&ranges);
+            for piece in body.chunks(size) {
+                decoder.feed(body.slice_ref(piece), &mut pieces).unwrap();
+            }
+            decoder.finish(&mut pieces).unwrap();
+            assert_eq!(pieces.0, got, "pieces of {size} bytes");
+        }
         assert_eq!(
             got[1],
             (
@@ -703,6 +819,14 @@ pub mod tests {
         assert!(e.0.contains("frame 2: checksum"), "{e}");
         let e = decode(&body.slice(..body.len() - 3), &[(0, 3_000), (0, 10_000)]).unwrap_err();
         assert!(e.0.contains("cut short"), "{e}");
+        let e = decode(&bytes::Bytes::from_static(&[0xff; 12]), &[(0, 1)]).unwrap_err();
+        assert!(e.0.contains("frame 0: bad length prefix"), "{e}");
+        let e = decode(
+            &bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x7f]),
+            &[(0, 1)],
+        )
+        .unwrap_err();
+        assert!(e.0.contains("is not believable"), "{e}");
         let e = decode(&body, &[(0, 3_000)]).unwrap_err();
         assert!(e.0.contains("query index 1 out of range"), "{e}");
         let mut latin1 = series("a", &[(1_000, 1.0)]);
@@ -726,6 +850,9 @@ pub mod tests {
         fn series(&mut self, query: usize, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
             let labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string()));
             self.0.push((query, labels.collect(), samples.to_vec()));
+        }
+        fn held(&self) -> u64 {
+            self.0.iter().map(|s| s.2.len() as u64).sum()
         }
     }
 

@@ -355,4 +355,7 @@ impl remote::SeriesSink for SampleCount {
     fn series(&mut self, _: usize, _: &[(&str, &str)], samples: &[(i64, f64)]) {
         self.0 += samples.len() as u64;
     }
+    fn held(&self) -> u64 {
+        0
+    }
 }
