@@ -2,7 +2,9 @@
 //! Job, bare Pod) and aggregates per-pod series into per-workload container series (mean and max per
 //! replica, replica count, requests, limits, restarts, OOM kills, throttling).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use super::parse::{QueryResult, SeriesView};
 use crate::store::{ContainerKey, Grid, SamplePoints, Samples, WorkloadKey};
@@ -10,8 +12,8 @@ use crate::store::{ContainerKey, Grid, SamplePoints, Samples, WorkloadKey};
 /// Who owns which pod, from `kube_pod_owner` and `kube_replicaset_owner`.
 #[derive(Debug, Default, Clone)]
 pub struct Ownership {
-    pods: HashMap<(String, String), (String, String)>,
-    replicasets: HashMap<(String, String), (String, String)>,
+    pods: FxHashMap<(String, String), (String, String)>,
+    replicasets: FxHashMap<(String, String), (String, String)>,
 }
 
 impl Ownership {
@@ -330,7 +332,7 @@ pub fn restarts<S: SeriesView>(
     oom_flags: &QueryResult<S>,
     (from, step): (i64, i64),
 ) -> Vec<Aggregated> {
-    let mut flags: HashMap<(&str, &str, &str), Points> = HashMap::new();
+    let mut flags: FxHashMap<(&str, &str, &str), Points> = FxHashMap::default();
     for s in &oom_flags.series {
         let k = (s.label("namespace"), s.label("pod"), s.label("container"));
         flags.entry(k).or_default().extend(s.points());

@@ -5,7 +5,9 @@
 //! `sum by` / `max by`. Checked against a real Prometheus in the integration tests. (Ownership needs
 //! labels only, which the source's series API gives without samples.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use super::parse::{QueryResult, SeriesView};
 use super::remote::{self, LabelMatcher, Match, Query, SeriesSink};
@@ -156,7 +158,7 @@ pub struct RangeEval {
     lookback_ms: i64,
     /// Group by the `by` labels' values, each followed by a NUL (which label values do not hold in
     /// practice; Prometheus' own grouping hashes them with a separator byte alike).
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     /// In the order their first series came: the order Prometheus aggregates them in.
     groups: Vec<Group>,
     key: String,
@@ -167,7 +169,8 @@ pub struct RangeEval {
 
 /// A group's value at the steps `first..first + values.len()`, `ABSENT` where none of its series has one.
 struct Group {
-    labels: BTreeMap<String, String>,
+    /// The values of the `by` labels, each followed by a NUL.
+    key: String,
     first: usize,
     values: Vec<f64>,
 }
@@ -185,7 +188,7 @@ impl RangeEval {
             step,
             steps: ((end - start).div_euclid(step) + 1).max(0) as usize,
             lookback_ms,
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             groups: Vec::new(),
             key: String::new(),
             live: Vec::new(),
@@ -204,16 +207,8 @@ impl RangeEval {
             Some(&g) => g,
             None => {
                 self.index.insert(self.key.clone(), self.groups.len());
-                let labels = self
-                    .expr
-                    .by
-                    .iter()
-                    .map(|l| (*l, remote::label(labels, l)))
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(l, v)| (l.to_string(), v.to_string()))
-                    .collect();
                 self.groups.push(Group {
-                    labels,
+                    key: self.key.clone(),
                     first: 0,
                     values: Vec::new(),
                 });
@@ -256,7 +251,7 @@ impl RangeEval {
         let mut out = QueryResult::default();
         for g in self.groups {
             let Group {
-                labels,
+                key,
                 first,
                 mut values,
             } = g;
@@ -278,7 +273,8 @@ impl RangeEval {
                     values,
                 };
                 out.series.push(GridSeries {
-                    labels,
+                    by: self.expr.by,
+                    key,
                     grid,
                     points,
                 });
@@ -293,15 +289,34 @@ impl RangeEval {
 /// through the window, and aggregation places each value without dividing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridSeries {
-    pub labels: BTreeMap<String, String>,
+    /// The names of the labels it keeps, and their values in that order, each followed by a NUL (one
+    /// string a group rather than a map of them: there are as many groups as pods).
+    by: &'static [&'static str],
+    key: String,
     pub grid: Grid,
     /// How many values are not NaN.
     points: usize,
 }
 
+impl GridSeries {
+    /// Its labels, those with an empty value left out (as PromQL does).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.by
+            .iter()
+            .zip(self.key.split('\0'))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
 impl SeriesView for GridSeries {
     fn label(&self, name: &str) -> &str {
-        self.labels.get(name).map_or("", String::as_str)
+        self.by
+            .iter()
+            .position(|&n| n == name)
+            .and_then(|i| self.key.split('\0').nth(i))
+            .unwrap_or("")
     }
     fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
         self.grid.points()
@@ -416,7 +431,7 @@ mod tests {
         }
         let grid = eval.finish();
         let series = grid.series.iter().map(|g| Series {
-            labels: g.labels.clone(),
+            labels: g.labels(),
             points: g.points().collect(),
         });
         QueryResult {

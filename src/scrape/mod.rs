@@ -12,6 +12,8 @@ pub mod parse;
 pub mod remote;
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -458,10 +460,14 @@ impl SourceScraper {
             self.fetch_results(job, w, counters)
         )?;
         let started = Instant::now();
-        let out = match results {
+        // On a blocking thread: a window's aggregation takes a while, and the runtime's threads keep
+        // reading answers and copying rows meanwhile.
+        let out = tokio::task::spawn_blocking(move || match results {
             Fetched::Parsed(r) => aggregate_job(job, &own, r, w),
             Fetched::Evaluated(r) => aggregate_job(job, &own, r, w),
-        };
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         counters.add_time(&counters.aggregate_nanos, started);
         Ok(out)
     }
@@ -760,8 +766,8 @@ fn aggregate_job<S: SeriesView>(
 
 #[derive(Default)]
 struct IdCache {
-    containers: HashMap<ContainerKey, i64>,
-    series: HashMap<(i64, &'static str), i64>,
+    containers: FxHashMap<ContainerKey, i64>,
+    series: FxHashMap<(i64, &'static str), i64>,
 }
 
 #[derive(Default)]

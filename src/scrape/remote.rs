@@ -3,7 +3,8 @@
 //! CRC-32C and one `ChunkedReadResponse`) and the Gorilla XOR chunks the samples come in. The source sends
 //! raw samples as they sit in its blocks, with no PromQL evaluation and no JSON; `eval` does the rest.
 
-use crc::{CRC_32_ISCSI, Crc, Table};
+use std::ops::Range;
+
 use prost::Message;
 
 /// `prometheus.ReadRequest`.
@@ -143,15 +144,13 @@ pub fn label<'a>(labels: &[(&str, &'a str)], name: &str) -> &'a str {
         .map_or("", |i| labels[i].1)
 }
 
-/// The frames' CRC-32C, with slice-by-16 tables: frames run to hundreds of MB per window, and the byte-wise
-/// table is 4 times slower.
-const CASTAGNOLI: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
-
 /// The series of one query being read: frames may split a series, so it is handed on when the next one
 /// begins or the answer ends. The buffers are reused from series to series.
 #[derive(Default)]
 struct Pending {
-    labels: Vec<Label>,
+    /// The message the series began in; its labels are ranges of it, sorted by name.
+    message: bytes::Bytes,
+    labels: Vec<(Range<usize>, Range<usize>)>,
     samples: Vec<(i64, f64)>,
     open: bool,
     /// The frame the series began in.
@@ -169,18 +168,92 @@ impl Pending {
             samples.sort_by_key(|p| p.0);
             samples.dedup_by_key(|p| p.0);
         }
-        fn text(b: &bytes::Bytes, frame: usize) -> Result<&str, WireError> {
-            std::str::from_utf8(b)
+        let (message, frame) = (&self.message, self.frame);
+        let text = |r: &Range<usize>| {
+            std::str::from_utf8(&message[r.clone()])
                 .map_err(|_| WireError(format!("frame {frame}: a label is not UTF-8")))
-        }
+        };
         let labels = self
             .labels
             .iter()
-            .map(|l| Ok((text(&l.name, self.frame)?, text(&l.value, self.frame)?)))
+            .map(|(n, v)| Ok((text(n)?, text(v)?)))
             .collect::<Result<Vec<_>, WireError>>()?;
         sink.series(query, &labels, samples);
         Ok(())
     }
+}
+
+/// Reads the protobuf fields of one message, borrowing from its bytes: the answer's messages are read in
+/// place, with no allocation per series, label or chunk (the generated decoder makes a vector of each).
+struct Fields<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+/// A field's value: a varint (wire type 0) or the range of a length-delimited one (type 2) in the
+/// message. Fixed-size fields (types 1 and 5) are skipped: the answer has none.
+enum Value {
+    Varint(u64),
+    Bytes(Range<usize>),
+    Fixed,
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf, at: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.at) else {
+                return Err("message ends inside a varint".into());
+            };
+            self.at += 1;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    /// The next field's number and value, or None at the end of the message.
+    fn next_field(&mut self) -> Result<Option<(u64, Value)>, String> {
+        if self.at >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            2 => {
+                let len = self.varint()?;
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| self.at.checked_add(l))
+                    .filter(|&e| e <= self.buf.len())
+                    .ok_or_else(|| format!("field {} runs past its message", key >> 3))?;
+                let r = self.at..end;
+                self.at = end;
+                Value::Bytes(r)
+            }
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                if self.at + n > self.buf.len() {
+                    return Err(format!("field {} runs past its message", key >> 3));
+                }
+                self.at += n;
+                Value::Fixed
+            }
+            t => return Err(format!("field {} has wire type {t}", key >> 3)),
+        };
+        Ok(Some((key >> 3, value)))
+    }
+}
+
+/// Shifts a range of a nested message to the message it sits in.
+fn within(outer: &Range<usize>, inner: Range<usize>) -> Range<usize> {
+    outer.start + inner.start..outer.start + inner.end
 }
 
 /// Decodes a whole streamed answer to the `ranges.len()` queries of its request, handing each series to
@@ -211,6 +284,8 @@ pub struct StreamDecoder<'r> {
     carry: bytes::BytesMut,
     /// Frames decoded so far (to name the one that went wrong).
     frame: usize,
+    /// The labels of the series being read (name and value ranges of its message).
+    labels: Vec<(Range<usize>, Range<usize>)>,
 }
 
 /// Where the message of a frame starting at `buf[0]` begins and where the frame ends (after its length
@@ -242,6 +317,7 @@ impl<'r> StreamDecoder<'r> {
             pending: (0..ranges.len()).map(|_| Pending::default()).collect(),
             carry: bytes::BytesMut::new(),
             frame: 0,
+            labels: Vec::new(),
         }
     }
 
@@ -304,7 +380,8 @@ impl<'r> StreamDecoder<'r> {
                 break;
             }
             let crc = u32::from_be_bytes(buf[data - 4..data].try_into().expect("4 bytes"));
-            if CASTAGNOLI.checksum(&buf[data..end]) != crc {
+            // CRC-32C in hardware where the CPU has it: a table is several times slower per byte.
+            if crc32c::crc32c(&buf[data..end]) != crc {
                 return Err(WireError(format!(
                     "frame {}: checksum mismatch",
                     self.frame
@@ -323,44 +400,103 @@ impl<'r> StreamDecoder<'r> {
     fn message(&mut self, data: bytes::Bytes, sink: &mut impl SeriesSink) -> Result<(), WireError> {
         let frame = self.frame;
         let bad = |e: String| WireError(format!("frame {frame}: {e}"));
-        let msg = ChunkedReadResponse::decode(data).map_err(|e| bad(e.to_string()))?;
-        let q = usize::try_from(msg.query_index)
+        // The query index may come after the series.
+        let mut query_index = 0i64;
+        let mut fields = Fields::new(&data);
+        while let Some((field, value)) = fields.next_field().map_err(bad)? {
+            if let (2, Value::Varint(v)) = (field, value) {
+                query_index = v as i64;
+            }
+        }
+        let q = usize::try_from(query_index)
             .ok()
             .filter(|&q| q < self.ranges.len())
-            .ok_or_else(|| bad(format!("query index {} out of range", msg.query_index)))?;
-        let (min_ms, max_ms) = self.ranges[q];
-        let p = &mut self.pending[q];
-        for mut s in msg.chunked_series {
-            if !s.labels.is_sorted_by(|a, b| a.name <= b.name) {
-                s.labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            .ok_or_else(|| bad(format!("query index {query_index} out of range")))?;
+        let range = self.ranges[q];
+        let mut fields = Fields::new(&data);
+        while let Some((field, value)) = fields.next_field().map_err(bad)? {
+            if let (1, Value::Bytes(series)) = (field, value) {
+                self.series(q, range, &data, series, sink)?;
             }
-            // A series split over frames continues the one before it.
-            if !(p.open && p.labels == s.labels) {
-                p.flush(q, sink)?;
-                p.labels = s.labels;
-                p.samples.clear();
-                p.open = true;
-                p.frame = frame;
-            }
-            let in_range = |c: &&Chunk| c.max_time_ms >= min_ms && c.min_time_ms <= max_ms;
-            // Each chunk's header gives its sample count.
-            let more: usize = s
-                .chunks
-                .iter()
-                .filter(in_range)
-                .filter(|c| c.data.len() >= 2)
-                .map(|c| u16::from_be_bytes([c.data[0], c.data[1]]) as usize)
-                .sum();
-            p.samples.reserve(more);
-            for c in s.chunks.iter().filter(in_range) {
-                if c.r#type != XOR {
-                    return Err(bad(format!(
-                        "chunk encoding {} is not XOR (native histograms are not read)",
-                        c.r#type
-                    )));
+        }
+        Ok(())
+    }
+
+    /// One `ChunkedSeries` of query `q`, at `series` in `data`.
+    fn series(
+        &mut self,
+        q: usize,
+        (min_ms, max_ms): (i64, i64),
+        data: &bytes::Bytes,
+        series: Range<usize>,
+        sink: &mut impl SeriesSink,
+    ) -> Result<(), WireError> {
+        let frame = self.frame;
+        let bad = |e: String| WireError(format!("frame {frame}: {e}"));
+        let labels = &mut self.labels;
+        labels.clear();
+        let mut fields = Fields::new(&data[series.clone()]);
+        while let Some((field, value)) = fields.next_field().map_err(bad)? {
+            let (1, Value::Bytes(label)) = (field, value) else {
+                continue;
+            };
+            let label = within(&series, label);
+            let (mut name, mut value) = (label.start..label.start, label.start..label.start);
+            let mut parts = Fields::new(&data[label.clone()]);
+            while let Some((part, v)) = parts.next_field().map_err(bad)? {
+                match (part, v) {
+                    (1, Value::Bytes(r)) => name = within(&label, r),
+                    (2, Value::Bytes(r)) => value = within(&label, r),
+                    _ => {}
                 }
-                decode_xor(&c.data, min_ms, max_ms, &mut p.samples).map_err(bad)?;
             }
+            labels.push((name, value));
+        }
+        if !labels.is_sorted_by(|a, b| data[a.0.clone()] <= data[b.0.clone()]) {
+            labels.sort_unstable_by(|a, b| data[a.0.clone()].cmp(&data[b.0.clone()]));
+        }
+        let p = &mut self.pending[q];
+        // A series split over frames continues the one before it.
+        let same = p.open
+            && p.labels.len() == labels.len()
+            && p.labels.iter().zip(labels.iter()).all(|(a, b)| {
+                p.message[a.0.clone()] == data[b.0.clone()]
+                    && p.message[a.1.clone()] == data[b.1.clone()]
+            });
+        if !same {
+            p.flush(q, sink)?;
+            p.message = data.clone();
+            std::mem::swap(&mut p.labels, labels);
+            p.samples.clear();
+            p.open = true;
+            p.frame = frame;
+        }
+        let mut fields = Fields::new(&data[series.clone()]);
+        while let Some((field, value)) = fields.next_field().map_err(bad)? {
+            let (2, Value::Bytes(chunk)) = (field, value) else {
+                continue;
+            };
+            let chunk = &data[within(&series, chunk)];
+            let (mut lo, mut hi, mut kind, mut bits) = (0i64, 0i64, 0i64, &chunk[..0]);
+            let mut parts = Fields::new(chunk);
+            while let Some((part, v)) = parts.next_field().map_err(bad)? {
+                match (part, v) {
+                    (1, Value::Varint(v)) => lo = v as i64,
+                    (2, Value::Varint(v)) => hi = v as i64,
+                    (3, Value::Varint(v)) => kind = v as i64,
+                    (4, Value::Bytes(r)) => bits = &chunk[r],
+                    _ => {}
+                }
+            }
+            if hi < min_ms || lo > max_ms {
+                continue;
+            }
+            if kind != i64::from(XOR) {
+                return Err(bad(format!(
+                    "chunk encoding {kind} is not XOR (native histograms are not read)"
+                )));
+            }
+            decode_xor(bits, min_ms, max_ms, &mut p.samples).map_err(bad)?;
         }
         Ok(())
     }
@@ -697,7 +833,7 @@ pub mod tests {
         let data = msg.encode_to_vec();
         let mut out = Vec::new();
         prost::encoding::encode_varint(data.len() as u64, &mut out);
-        out.extend(CASTAGNOLI.checksum(&data).to_be_bytes());
+        out.extend(crc32c::crc32c(&data).to_be_bytes());
         out.extend(data);
         out
     }
@@ -827,6 +963,17 @@ pub mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("is not believable"), "{e}");
+        // A frame whose checksum holds but whose message does not parse.
+        let mut garbled = Vec::new();
+        let data = [0x0a, 0x05, 0x0a];
+        prost::encoding::encode_varint(data.len() as u64, &mut garbled);
+        garbled.extend(crc32c::crc32c(&data).to_be_bytes());
+        garbled.extend(data);
+        let e = decode(&garbled.into(), &[(0, 1)]).unwrap_err();
+        assert!(
+            e.0.contains("frame 0: field 1 runs past its message"),
+            "{e}"
+        );
         let e = decode(&body, &[(0, 3_000)]).unwrap_err();
         assert!(e.0.contains("query index 1 out of range"), "{e}");
         let mut latin1 = series("a", &[(1_000, 1.0)]);

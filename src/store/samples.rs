@@ -6,7 +6,7 @@ use std::ops::DerefMut;
 
 use sqlx::postgres::{PgConnection, PgCopyIn};
 
-use super::codec::{Chunk, ChunkRow, StorageSize, encoded_len_hint};
+use super::codec::{Chunk, ChunkRow, StorageSize};
 use super::points::{Point, SamplePoints};
 use super::{Result, Store, StoreError};
 
@@ -134,27 +134,32 @@ impl Store {
         self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
             .await?;
         let samples: usize = batch.iter().map(|(_, p)| p.count()).sum();
-        // A series' rows are the chunks from its first point's to its last's.
-        let rows: usize = ends()
-            .map(|(a, b)| ((chunk_start(b) - chunk_start(a)) / CHUNK_SECS + 1) as usize)
-            .sum();
-        let per_row = CopyBuffer::ROW_BYTES + encoded_len_hint(0, 1);
-        let per_sample = encoded_len_hint(1, 1) - encoded_len_hint(0, 1);
-        let mut copy = CopyBuffer::with_capacity(rows * per_row + samples * per_sample);
+        // Rows go out a megabyte at a time as they are encoded, so Postgres stores one piece while the
+        // next is encoded, and the buffer stays small however large the batch.
+        let mut tx = self.pool.begin().await?;
+        let mut copy = CopyBuffer::with_capacity(2 * CopyBuffer::PIECE);
         let mut scratch = Vec::new();
-        for (series_id, points) in batch {
-            points.for_each_run(CHUNK_SECS, &mut scratch, |run| {
-                copy.points(*series_id, chunk_start(run[0].0), run)
-            });
+        let copied = async {
+            let mut c = tx.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
+            for (series_id, points) in batch {
+                points.for_each_run(CHUNK_SECS, &mut scratch, |run| {
+                    copy.points(*series_id, chunk_start(run[0].0), run)
+                });
+                if copy.buf.len() >= CopyBuffer::PIECE {
+                    copy.send_piece(&mut c).await?;
+                }
+            }
+            copy.send_end(&mut c).await?;
+            c.finish().await
+        }
+        .await;
+        if !copied_or_exists(copied)? {
+            return Ok(None);
         }
         let stats = WriteStats {
             samples_written: samples as u64,
             chunks_written: copy.rows,
         };
-        let mut tx = self.pool.begin().await?;
-        if !copy_into(&mut tx, copy).await? {
-            return Ok(None);
-        }
         tx.commit().await?;
         Ok(Some(stats))
     }
@@ -410,6 +415,11 @@ async fn copy_into(
         c.finish().await
     }
     .await;
+    copied_or_exists(copied)
+}
+
+/// Whether a COPY went through; false if it met a chunk that exists (a unique violation).
+fn copied_or_exists(copied: std::result::Result<u64, sqlx::Error>) -> Result<bool> {
     match copied {
         Ok(_) => Ok(true),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(false),
@@ -488,17 +498,39 @@ impl CopyBuffer {
         self.rows += 1;
     }
 
-    /// Ends the rows and sends them to a started COPY a megabyte at a time: sent as one piece, they would
-    /// be copied whole into the connection's buffer, fresh memory for every window.
+    /// How much is sent to Postgres at a time.
+    const PIECE: usize = 1 << 20;
+
+    /// Ends the rows and sends them to a started COPY a piece at a time: sent as one, they would be
+    /// copied whole into the connection's buffer, fresh memory for every window.
     async fn send_to<C: DerefMut<Target = PgConnection>>(
         mut self,
         copy: &mut PgCopyIn<C>,
     ) -> std::result::Result<(), sqlx::Error> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        for piece in self.buf.chunks(1 << 20) {
+        for piece in self.buf.chunks(Self::PIECE) {
             copy.send(piece).await?;
         }
         Ok(())
+    }
+
+    /// Sends the rows encoded so far and empties the buffer for the next ones.
+    async fn send_piece<C: DerefMut<Target = PgConnection>>(
+        &mut self,
+        copy: &mut PgCopyIn<C>,
+    ) -> std::result::Result<(), sqlx::Error> {
+        copy.send(self.buf.as_slice()).await?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Ends the rows and sends what is left.
+    async fn send_end<C: DerefMut<Target = PgConnection>>(
+        &mut self,
+        copy: &mut PgCopyIn<C>,
+    ) -> std::result::Result<(), sqlx::Error> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.send_piece(copy).await
     }
 }
 
