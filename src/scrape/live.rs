@@ -64,7 +64,9 @@ impl SourceScraper {
         let mut agg = aggregate::capacity(&own, &req, step, "request");
         agg.extend(aggregate::capacity(&own, &lim, step, "limit"));
         let ids = tokio::sync::Mutex::new(IdCache::default());
-        let written = self.store_aggregated(agg, false, &ids, &counters).await?;
+        let written = self
+            .store_aggregated(agg, i64::MAX, &ids, &counters)
+            .await?;
         let ids = ids.into_inner();
         if let Some(latest) = latest(&[&req, &lim]) {
             let all: Vec<i64> = ids.containers.values().copied().collect();

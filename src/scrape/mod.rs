@@ -415,10 +415,9 @@ impl SourceScraper {
             let done = window;
             tracing::debug!(source = %self.client.name, job = job.name(), start = done.start, end = done.end, held, "window read");
             let store = async {
-                // A window starting on a chunk boundary writes chunks past everything the job stored.
-                let fresh = done.start.rem_euclid(CHUNK_SECS) == 0;
+                let fresh_from = (done.start + CHUNK_SECS - 1).div_euclid(CHUNK_SECS) * CHUNK_SECS;
                 let written = self
-                    .store_aggregated(aggregated, fresh, ids, counters)
+                    .store_aggregated(aggregated, fresh_from, ids, counters)
                     .await?;
                 counters.written.fetch_add(written, Ordering::Relaxed);
                 self.store
@@ -630,12 +629,12 @@ impl SourceScraper {
         }
     }
 
-    /// Upserts the identities the window introduced, then writes its samples (`fresh`: expected to be
-    /// past everything stored, see `Store::write_new_samples`).
+    /// Upserts the identities the window introduced, then writes its samples: those from `fresh_from` on
+    /// are expected to be past everything stored (see `Store::write_new_samples`).
     async fn store_aggregated(
         &self,
         agg: Vec<Aggregated>,
-        fresh: bool,
+        fresh_from: i64,
         ids: &tokio::sync::Mutex<IdCache>,
         counters: &Counters,
     ) -> Result<u64, Error> {
@@ -688,12 +687,24 @@ impl SourceScraper {
             })
             .collect();
         drop(cache);
-        let written = if fresh {
-            self.store.write_new_samples(&batch).await?
-        } else {
-            self.store.write_samples(&batch).await?
-        };
-        let written = written.samples_written;
+        // Chunks from the first boundary at or after the window's start lie past everything the job
+        // stored: they are copied in. The chunk the window starts in may hold earlier samples: merged.
+        let mut head = Vec::new();
+        let mut tail = Vec::new();
+        for (id, mut early) in batch {
+            let late = early.split_off(fresh_from);
+            if early.count() > 0 {
+                head.push((id, early));
+            }
+            if late.count() > 0 {
+                tail.push((id, late));
+            }
+        }
+        let (merged, copied) = tokio::try_join!(
+            self.store.write_samples(&head),
+            self.store.write_new_samples(&tail)
+        )?;
+        let written = merged.samples_written + copied.samples_written;
         counters.add_time(&counters.write_nanos, started);
         Ok(written)
     }

@@ -121,6 +121,31 @@ pub enum Samples {
     Grid(Grid),
 }
 
+impl Samples {
+    /// Takes the samples at `t` or later out, leaving the earlier ones.
+    pub fn split_off(&mut self, t: i64) -> Samples {
+        match self {
+            Samples::Pairs(p) => {
+                let (early, late) = std::mem::take(p).into_iter().partition(|q| q.0 < t);
+                *p = early;
+                Samples::Pairs(late)
+            }
+            Samples::Grid(g) => {
+                let k = if g.step > 0 && t > g.t0 {
+                    ((t - g.t0 + g.step - 1) / g.step).min(g.values.len() as i64) as usize
+                } else {
+                    0
+                };
+                Samples::Grid(Grid {
+                    t0: g.t0 + k as i64 * g.step,
+                    step: g.step,
+                    values: g.values.split_off(k),
+                })
+            }
+        }
+    }
+}
+
 impl SamplePoints for Samples {
     fn points(&self) -> impl Iterator<Item = Point> + '_ {
         let (pairs, grid) = match self {
@@ -187,6 +212,35 @@ mod tests {
             "an infinite value is not written as it is"
         );
         assert_eq!(Grid::default().ends(), None);
+    }
+
+    #[test]
+    fn samples_split_at_a_time_keep_the_earlier_ones_and_give_the_rest() {
+        let mut g = Samples::Grid(Grid {
+            t0: 100,
+            step: 10,
+            values: vec![1.0, f64::NAN, 3.0, 4.0],
+        });
+        let late = g.split_off(115);
+        assert_eq!(g.points().collect::<Vec<_>>(), vec![(100, 1.0)]);
+        assert_eq!(
+            late.points().collect::<Vec<_>>(),
+            vec![(120, 3.0), (130, 4.0)]
+        );
+        let mut all = late.clone();
+        assert_eq!(
+            all.split_off(50).points().count(),
+            2,
+            "a time before the grid takes all"
+        );
+        assert_eq!(all.count(), 0);
+        let mut p = Samples::Pairs(vec![(30, 3.0), (10, 1.0), (20, 2.0)]);
+        let late = p.split_off(20);
+        assert_eq!(p.points().collect::<Vec<_>>(), vec![(10, 1.0)]);
+        assert_eq!(
+            late.points().collect::<Vec<_>>(),
+            vec![(30, 3.0), (20, 2.0)]
+        );
     }
 
     #[test]
