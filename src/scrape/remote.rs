@@ -563,6 +563,23 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// How many pairs of zero bits come next (up to 28 or to the end of the data).
+    #[inline(always)]
+    fn zero_pairs(&mut self) -> u32 {
+        if self.valid < 32 {
+            self.refill();
+        }
+        self.acc.leading_zeros().min(self.valid) / 2
+    }
+
+    /// Drops the next `n` bits, `n` at most the bits buffered.
+    #[inline(always)]
+    fn skip(&mut self, n: u32) {
+        debug_assert!(n <= self.valid && n < 64);
+        self.acc <<= n;
+        self.valid -= n;
+    }
+
     /// The next `n` bits, `n` at most 56.
     #[inline(always)]
     fn read(&mut self, n: u32) -> Result<u64, Bad> {
@@ -663,7 +680,28 @@ fn decode_samples(
     let mut r = Bits::new(bits);
     let (mut t, mut delta, mut val) = (0i64, 0i64, 0u64);
     let (mut leading, mut trailing) = (0u32, 0u32);
-    for i in 0..n {
+    let mut i = 0;
+    while i < n {
+        // A run of samples one delta apart with the value unchanged (a request, a limit, a counter
+        // at rest: most of what a cluster exports) is two zero bits each, taken many at once.
+        if i >= 2 {
+            let run = (r.zero_pairs() as usize).min(n - i);
+            if run > 0 {
+                r.skip(2 * run as u32);
+                i += run;
+                let v = f64::from_bits(val);
+                for _ in 0..run {
+                    t += delta;
+                    if t > max_ms {
+                        return Ok(());
+                    }
+                    if t >= min_ms {
+                        out.push((t, v));
+                    }
+                }
+                continue;
+            }
+        }
         match i {
             0 => {
                 t = r.varint()?;
@@ -698,6 +736,7 @@ fn decode_samples(
         if t >= min_ms {
             out.push((t, f64::from_bits(val)));
         }
+        i += 1;
     }
     Ok(())
 }
@@ -879,6 +918,38 @@ pub mod tests {
         let mut cut = Vec::new();
         let err = decode_xor(&chunk[..chunk.len() / 2], i64::MIN, i64::MAX, &mut cut).unwrap_err();
         assert!(err.contains("ends mid-sample"), "{err}");
+    }
+
+    #[test]
+    fn runs_of_unchanged_samples_decode_whole_and_cut_to_the_range() {
+        // Runs of 1 to 40 samples at a steady interval with one value, between changes of value or
+        // interval: the zero bits of a run may end anywhere in a byte, and the chunk's padding after
+        // the last one must not read as more samples.
+        let bits = |s: &[(i64, f64)]| s.iter().map(|p| (p.0, p.1.to_bits())).collect::<Vec<_>>();
+        for first in [1usize, 2, 3, 7, 29, 40] {
+            let mut samples = Vec::new();
+            let (mut t, mut run, mut len) = (1_000_000i64, 0usize, first);
+            for i in 0..120 {
+                if run == len {
+                    (run, len) = (0, len % 40 + 1);
+                    t += 7; // the interval changes too
+                }
+                t += 30_000;
+                samples.push((t, (i - run) as f64));
+                run += 1;
+            }
+            let chunk = encode_xor(&samples);
+            let mut got = Vec::new();
+            decode_xor(&chunk, i64::MIN, i64::MAX, &mut got).unwrap();
+            assert_eq!(bits(&got), bits(&samples), "runs starting at {first}");
+            for (lo, hi) in [(5, 6), (10, 50), (33, 119), (0, 0)] {
+                let mut part = Vec::new();
+                decode_xor(&chunk, samples[lo].0, samples[hi].0, &mut part).unwrap();
+                assert_eq!(bits(&part), bits(&samples[lo..=hi]), "{lo}..={hi}");
+            }
+            let mut cut = Vec::new();
+            assert!(decode_xor(&chunk[..chunk.len() - 2], i64::MIN, i64::MAX, &mut cut).is_err());
+        }
     }
 
     #[test]
