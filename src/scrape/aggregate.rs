@@ -165,8 +165,27 @@ impl Steps {
         let spans = || members.iter().filter_map(|m| m.span());
         self.reset(spans().map(|s| s.0).min(), spans().map(|s| s.1).max(), step);
         for m in members {
-            for (i, v) in m.slots(self.t0, step) {
-                self.add(i, v);
+            match m.grid() {
+                // A grid lies on the same steps, inside the span: slice by slice, no check per value.
+                Some(g) if g.step == step && !g.values.is_empty() => {
+                    let at = ((g.t0 - self.t0) / step) as usize;
+                    let end = at + g.values.len();
+                    let sum = &mut self.sum[at..end];
+                    let max = &mut self.max[at..end];
+                    let count = &mut self.count[at..end];
+                    for (j, &v) in g.values.iter().enumerate() {
+                        if !v.is_nan() {
+                            sum[j] += v;
+                            max[j] = max[j].max(v);
+                            count[j] += 1;
+                        }
+                    }
+                }
+                _ => {
+                    for (i, v) in m.slots(self.t0, step) {
+                        self.add(i, v);
+                    }
+                }
             }
         }
     }

@@ -327,6 +327,9 @@ impl SeriesView for GridSeries {
     fn held(&self) -> usize {
         self.grid.values.len()
     }
+    fn grid(&self) -> Option<&Grid> {
+        Some(&self.grid)
+    }
     fn span(&self) -> Option<(i64, i64)> {
         self.grid.span()
     }

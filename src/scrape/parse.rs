@@ -31,6 +31,10 @@ pub trait SeriesView {
     }
     /// The earliest and latest times it may have a point at.
     fn span(&self) -> Option<(i64, i64)>;
+    /// Its values on a step grid, when it is one (NaN where it has none).
+    fn grid(&self) -> Option<&crate::store::Grid> {
+        None
+    }
     /// Its points as (slot, value) on the grid `t0 + slot·step` (which they lie on).
     fn slots(&self, t0: i64, step: i64) -> impl Iterator<Item = (usize, f64)> + '_ {
         self.points()
