@@ -62,7 +62,7 @@ pub struct IngestArgs {
     /// doing), and every run's time is printed.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub scrape_runs: u32,
-    /// The scraper's `scrape.max_samples_per_read` (remote read: samples one window brings at most),
+    /// The scraper's `scrape.max_samples_per_read` (remote read: values one answer may hold at most),
     /// when not the configured default.
     #[arg(long)]
     pub max_samples_per_read: Option<u64>,
