@@ -693,10 +693,10 @@ impl SourceScraper {
         let mut tail = Vec::new();
         for (id, mut early) in batch {
             let late = early.split_off(fresh_from);
-            if early.count() > 0 {
+            if early.ends().is_some() {
                 head.push((id, early));
             }
-            if late.count() > 0 {
+            if late.ends().is_some() {
                 tail.push((id, late));
             }
         }

@@ -136,10 +136,15 @@ impl Samples {
                 } else {
                     0
                 };
+                // The later part keeps the grid, its first `k` slots emptied: the earlier part is
+                // the short one (up to a chunk), so only that is copied.
+                let mut late = std::mem::take(&mut g.values);
+                g.values = late[..k].to_vec();
+                late[..k].fill(f64::NAN);
                 Samples::Grid(Grid {
-                    t0: g.t0 + k as i64 * g.step,
+                    t0: g.t0,
                     step: g.step,
-                    values: g.values.split_off(k),
+                    values: late,
                 })
             }
         }
