@@ -203,7 +203,15 @@ impl<'a> Fields<'a> {
         Self { buf, at: 0 }
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, String> {
+        // Field keys, lengths of labels and most times' bytes: one byte.
+        if let Some(&b) = self.buf.get(self.at)
+            && b < 0x80
+        {
+            self.at += 1;
+            return Ok(u64::from(b));
+        }
         let mut v = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.at) else {
