@@ -403,9 +403,11 @@ impl SourceScraper {
         loop {
             let (aggregated, held) = match fetched {
                 Ok(v) => v,
-                Err(Error::Source(ScrapeError::TooManySamples { .. })) if window.steps() > 2 => {
+                Err(Error::Source(ScrapeError::TooManySamples { message, .. }))
+                    if window.steps() > 2 =>
+                {
                     points = (window.steps() / 2).max(2);
-                    tracing::info!(source = %self.client.name, job = job.name(), points, "window too large for the source; halving");
+                    tracing::info!(source = %self.client.name, job = job.name(), points, reason = %message, "window too large; halving");
                     window = Window::of(window.start, points, step, end);
                     fetched = self.fetch_job(job, window, counters).await;
                     continue;
