@@ -529,31 +529,26 @@ impl SourceClient {
             .scrape_requests
             .get_or_create(&self.labels())
             .inc();
-        let resp = req.send().await.map_err(|e| self.transport_error(e));
-        let resp = match resp {
-            Ok(resp) if resp.status().is_success() => {
-                if matches!(request, Request::RemoteRead(_))
-                    && let Err(e) = self.check_streamed(&resp)
-                {
-                    self.observe_request(started);
-                    return Err(e);
-                }
-                return Ok((resp, started));
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.observe_request(started);
+                return Err(self.transport_error(e));
             }
-            other => other,
         };
-        let outcome = match resp {
-            Ok(resp) => {
-                let status = resp.status();
-                resp.bytes()
-                    .await
-                    .map(|body| (status, body))
-                    .map_err(|e| self.transport_error(e))
+        let status = resp.status();
+        if status.is_success() {
+            if matches!(request, Request::RemoteRead(_))
+                && let Err(e) = self.check_streamed(&resp)
+            {
+                self.observe_request(started);
+                return Err(e);
             }
-            Err(e) => Err(e),
-        };
+            return Ok((resp, started));
+        }
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e));
         self.observe_request(started);
-        let (status, body) = outcome?;
+        let body = body?;
         // Prometheus sends its error JSON with 400, 422, 503...: prefer its words to a bare status.
         if json
             && let Err(error) = parse_query_response(&body)

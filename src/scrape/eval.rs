@@ -333,15 +333,6 @@ impl SeriesView for GridSeries {
     fn span(&self) -> Option<(i64, i64)> {
         self.grid.span()
     }
-    fn slots(&self, t0: i64, step: i64) -> impl Iterator<Item = (usize, f64)> + '_ {
-        let offset = ((self.grid.t0 - t0) / step) as usize;
-        self.grid
-            .values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_nan())
-            .map(move |(i, &v)| (offset + i, v))
-    }
 }
 
 impl Group {

@@ -12,12 +12,12 @@ pub mod parse;
 pub mod remote;
 
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use rustc_hash::FxHashMap;
 
 use aggregate::{Aggregated, Ownership};
 use client::{RetryPolicy, ScrapeError, SourceClient};

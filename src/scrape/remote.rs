@@ -205,25 +205,14 @@ impl<'a> Fields<'a> {
 
     #[inline(always)]
     fn varint(&mut self) -> Result<u64, String> {
-        // Field keys, lengths of labels and most times' bytes: one byte.
-        if let Some(&b) = self.buf.get(self.at)
-            && b < 0x80
-        {
-            self.at += 1;
-            return Ok(u64::from(b));
-        }
-        let mut v = 0u64;
-        for i in 0..10 {
-            let Some(&b) = self.buf.get(self.at) else {
-                return Err("message ends inside a varint".into());
-            };
-            self.at += 1;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(v);
+        match varint_prefix(&self.buf[self.at..]) {
+            Ok(Some((v, n))) => {
+                self.at += n;
+                Ok(v)
             }
+            Ok(None) => Err("message ends inside a varint".into()),
+            Err(()) => Err("varint too long".into()),
         }
-        Err("varint too long".into())
     }
 
     /// The next field's number and value, or None at the end of the message.
@@ -257,6 +246,26 @@ impl<'a> Fields<'a> {
         };
         Ok(Some((key >> 3, value)))
     }
+}
+
+/// The protobuf varint at the start of `buf`, and how many bytes it takes; `Ok(None)` if `buf` ends inside
+/// it, `Err` if it runs past the 10 bytes a varint has at most.
+#[inline(always)]
+fn varint_prefix(buf: &[u8]) -> Result<Option<(u64, usize)>, ()> {
+    // Field keys, lengths of labels and most times' bytes: one byte.
+    if let Some(&b) = buf.first()
+        && b < 0x80
+    {
+        return Ok(Some((u64::from(b), 1)));
+    }
+    let mut v = 0u64;
+    for (i, &b) in buf.iter().take(10).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Ok(Some((v, i + 1)));
+        }
+    }
+    if buf.len() >= 10 { Err(()) } else { Ok(None) }
 }
 
 /// Shifts a range of a nested message to the message it sits in.
@@ -299,23 +308,17 @@ pub struct StreamDecoder<'r> {
 /// Where the message of a frame starting at `buf[0]` begins and where the frame ends (after its length
 /// prefix and CRC); `Ok(None)` while the length prefix is incomplete.
 fn frame_bounds(buf: &[u8], frame: usize) -> Result<Option<(usize, usize)>, WireError> {
-    let mut len = 0u64;
-    for (i, &b) in buf.iter().take(10).enumerate() {
-        len |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            if len > MAX_FRAME_BYTES {
-                return Err(WireError(format!(
-                    "frame {frame}: length {len} is not believable (bad length prefix)"
-                )));
-            }
-            let data = i + 1 + 4;
-            return Ok(Some((data, data + len as usize)));
+    match varint_prefix(buf) {
+        Ok(Some((len, _))) if len > MAX_FRAME_BYTES => Err(WireError(format!(
+            "frame {frame}: length {len} is not believable (bad length prefix)"
+        ))),
+        Ok(Some((len, n))) => {
+            let data = n + 4;
+            Ok(Some((data, data + len as usize)))
         }
+        Ok(None) => Ok(None),
+        Err(()) => Err(WireError(format!("frame {frame}: bad length prefix"))),
     }
-    if buf.len() >= 10 {
-        return Err(WireError(format!("frame {frame}: bad length prefix")));
-    }
-    Ok(None)
 }
 
 impl<'r> StreamDecoder<'r> {
@@ -339,9 +342,9 @@ impl<'r> StreamDecoder<'r> {
         // First finish the frame carried over, taking from the piece only what it lacks (its length
         // prefix may itself be split: then a byte at a time).
         while !self.carry.is_empty() {
-            let need = match frame_bounds(&self.carry, self.frame)? {
-                Some((_, end)) => end - self.carry.len(),
-                None => 1,
+            let (need, completes) = match frame_bounds(&self.carry, self.frame)? {
+                Some((_, end)) => (end - self.carry.len(), true),
+                None => (1, false),
             };
             let take = need.min(piece.len());
             self.carry.extend_from_slice(&piece[..take]);
@@ -349,8 +352,7 @@ impl<'r> StreamDecoder<'r> {
             if take < need {
                 return Ok(());
             }
-            if matches!(frame_bounds(&self.carry, self.frame)?, Some((_, end)) if end == self.carry.len())
-            {
+            if completes {
                 let whole = self.carry.split().freeze();
                 self.frames(&whole, sink)?;
             }

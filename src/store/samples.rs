@@ -407,11 +407,11 @@ fn chunks_of<P: SamplePoints>(batch: &[(i64, P)]) -> Vec<((i64, i64), Chunk)> {
 /// the caller drops: that rolls it back).
 async fn copy_into(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    rows: CopyBuffer,
+    mut rows: CopyBuffer,
 ) -> Result<bool> {
     let copied = async {
         let mut c = tx.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
-        rows.send_to(&mut c).await?;
+        rows.send_end(&mut c).await?;
         c.finish().await
     }
     .await;
@@ -501,25 +501,15 @@ impl CopyBuffer {
     /// How much is sent to Postgres at a time.
     const PIECE: usize = 1 << 20;
 
-    /// Ends the rows and sends them to a started COPY a piece at a time: sent as one, they would be
-    /// copied whole into the connection's buffer, fresh memory for every window.
-    async fn send_to<C: DerefMut<Target = PgConnection>>(
-        mut self,
-        copy: &mut PgCopyIn<C>,
-    ) -> std::result::Result<(), sqlx::Error> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        for piece in self.buf.chunks(Self::PIECE) {
-            copy.send(piece).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the rows encoded so far and empties the buffer for the next ones.
+    /// Sends the rows encoded so far, a piece at a time (sent as one, they would be copied whole into the
+    /// connection's buffer, fresh memory for every window), and empties the buffer for the next ones.
     async fn send_piece<C: DerefMut<Target = PgConnection>>(
         &mut self,
         copy: &mut PgCopyIn<C>,
     ) -> std::result::Result<(), sqlx::Error> {
-        copy.send(self.buf.as_slice()).await?;
+        for piece in self.buf.chunks(Self::PIECE) {
+            copy.send(piece).await?;
+        }
         self.buf.clear();
         Ok(())
     }
@@ -578,7 +568,7 @@ impl Store {
             buf.row(r);
         }
         let mut copy = self.pool.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
-        buf.send_to(&mut copy).await?;
+        buf.send_end(&mut copy).await?;
         Ok(copy.finish().await?)
     }
 
