@@ -161,7 +161,9 @@ struct Steps {
 }
 
 impl Steps {
-    fn fold<S: SeriesView>(&mut self, members: &[&S], step: i64) {
+    /// Folds the members' points in, keeping sums where `SUM` and maxima where `MAX` (counts always):
+    /// what a caller does not read is not kept up, value after value.
+    fn fold<const SUM: bool, const MAX: bool, S: SeriesView>(&mut self, members: &[&S], step: i64) {
         let spans = || members.iter().filter_map(|m| m.span());
         self.reset(spans().map(|s| s.0).min(), spans().map(|s| s.1).max(), step);
         for m in members {
@@ -175,8 +177,12 @@ impl Steps {
                     let count = &mut self.count[at..end];
                     for (j, &v) in g.values.iter().enumerate() {
                         if !v.is_nan() {
-                            sum[j] += v;
-                            max[j] = max[j].max(v);
+                            if SUM {
+                                sum[j] += v;
+                            }
+                            if MAX {
+                                max[j] = max[j].max(v);
+                            }
                             count[j] += 1;
                         }
                     }
@@ -281,7 +287,7 @@ pub fn usage<S: SeriesView>(
     let mut out = Vec::with_capacity(groups.len() * if with_replicas { 3 } else { 2 });
     let mut steps = Steps::default();
     for (key, members) in groups {
-        steps.fold(&members, step);
+        steps.fold::<true, true, _>(&members, step);
         if with_replicas {
             out.push(Aggregated {
                 container: key.clone(),
@@ -335,7 +341,7 @@ pub fn capacity<S: SeriesView>(
             },
             unit: if resource == "cpu" { "cores" } else { "bytes" },
             points: {
-                steps.fold(&members, step);
+                steps.fold::<false, true, _>(&members, step);
                 Samples::Grid(steps.grid(|_, _, top| top))
             },
         })
@@ -436,8 +442,8 @@ pub fn throttling<S: SeriesView>(
     periods
         .into_iter()
         .map(|(key, members)| {
-            pe.fold(&members, step);
-            th.fold(throttled.get(&key).map_or(&[][..], Vec::as_slice), step);
+            pe.fold::<true, false, _>(&members, step);
+            th.fold::<true, false, _>(throttled.get(&key).map_or(&[][..], Vec::as_slice), step);
             let points = pe
                 .iter()
                 .filter(|&(_, p, _, _)| p > 0.0)

@@ -92,32 +92,32 @@ impl Expr {
         (from < to).then_some((from, to))
     }
 
-    /// Calls `put(step index, value)` for every step of `from..to` where `func(series)` has a value, in
-    /// step order. `live` is scratch space.
+    /// Calls `put(slot, value)` for every step where `func(series)` has a value, in step order: `out`
+    /// holds one slot per step, the first at `first_ms`, then every `step_ms`.
     fn evaluate(
         &self,
         samples: &[(i64, f64)],
-        (start, step): (i64, i64),
-        (from, to): (usize, usize),
+        (first_ms, step_ms): (i64, i64),
+        out: &mut [f64],
         lookback_ms: i64,
         live: &mut Vec<(i64, f64)>,
-        mut put: impl FnMut(usize, f64),
+        mut put: impl FnMut(&mut f64, f64),
     ) {
+        let mut t = first_ms;
         match self.func {
             Func::Instant => {
                 let mut i = 0;
-                for k in from..to {
-                    let t = (start + k as i64 * step) * 1000;
+                for slot in out {
                     while i < samples.len() && samples[i].0 <= t {
                         i += 1;
                     }
-                    if i == 0 {
-                        continue;
+                    if let Some(&(ts, v)) = i.checked_sub(1).and_then(|j| samples.get(j))
+                        && ts >= t - lookback_ms
+                        && !is_stale(v)
+                    {
+                        put(slot, v);
                     }
-                    let (ts, v) = samples[i - 1];
-                    if ts >= t - lookback_ms && !is_stale(v) {
-                        put(k, v);
-                    }
+                    t += step_ms;
                 }
             }
             Func::Rate { range_ms } => {
@@ -130,8 +130,7 @@ impl Expr {
                     samples
                 };
                 let (mut lo, mut hi) = (0, 0);
-                for k in from..to {
-                    let t = (start + k as i64 * step) * 1000;
+                for slot in out {
                     while hi < live.len() && live[hi].0 <= t {
                         hi += 1;
                     }
@@ -139,8 +138,9 @@ impl Expr {
                         lo += 1;
                     }
                     if hi - lo >= 2 {
-                        put(k, rate(&live[lo..hi], t - range_ms, t, range_ms));
+                        put(slot, rate(&live[lo..hi], t - range_ms, t, range_ms));
                     }
+                    t += step_ms;
                 }
             }
         }
@@ -223,26 +223,29 @@ impl RangeEval {
         let before = g.values.len();
         g.cover(reach.0, reach.1);
         self.held += (g.values.len() - before) as u64;
-        let (first, values, agg) = (g.first, &mut g.values[..], self.expr.agg);
-        self.expr.evaluate(
-            samples,
-            (self.start, self.step),
-            reach,
-            self.lookback_ms,
-            &mut self.live,
-            |k, v| {
-                let slot = &mut values[k - first];
-                if slot.to_bits() == ABSENT {
-                    *slot = v;
-                    return;
-                }
-                match agg {
-                    Agg::Sum => *slot += v,
-                    Agg::Max if *slot < v || slot.is_nan() => *slot = v,
-                    Agg::Max => {}
-                }
-            },
-        );
+        let out = &mut g.values[reach.0 - g.first..reach.1 - g.first];
+        let first_ms = (self.start + reach.0 as i64 * self.step) * 1000;
+        let grid = (first_ms, self.step * 1000);
+        let (lookback, live) = (self.lookback_ms, &mut self.live);
+        if before == 0 {
+            // The group's first series (most groups have one): its slots are all its own.
+            let put = |slot: &mut f64, v| *slot = v;
+            self.expr.evaluate(samples, grid, out, lookback, live, put);
+            return;
+        }
+        let agg = self.expr.agg;
+        let put = |slot: &mut f64, v: f64| {
+            if slot.to_bits() == ABSENT {
+                *slot = v;
+                return;
+            }
+            match agg {
+                Agg::Sum => *slot += v,
+                Agg::Max if *slot < v || slot.is_nan() => *slot = v,
+                Agg::Max => {}
+            }
+        };
+        self.expr.evaluate(samples, grid, out, lookback, live, put);
     }
 
     /// The groups with a value at some step, in order, each turned in place into a `GridSeries`.
@@ -255,15 +258,16 @@ impl RangeEval {
                 first,
                 mut values,
             } = g;
-            let mut points = 0;
-            for v in &mut values {
-                if v.is_finite() {
-                    points += 1;
-                } else {
-                    if v.to_bits() != ABSENT {
-                        out.dropped_non_finite += 1;
+            // Counted apart from the fix-up below, which most groups (every slot a finite value) skip.
+            let points = values.iter().filter(|v| v.is_finite()).count();
+            if points < values.len() {
+                for v in &mut values {
+                    if !v.is_finite() {
+                        if v.to_bits() != ABSENT {
+                            out.dropped_non_finite += 1;
+                        }
+                        *v = f64::NAN;
                     }
-                    *v = f64::NAN;
                 }
             }
             if points > 0 {

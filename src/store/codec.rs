@@ -6,6 +6,8 @@
 //! chunk; values are 32-bit floats (7 significant digits, far finer than any capacity decision needs).
 //! See docs/storage.md for the measured bytes per sample.
 
+use super::points::Run;
+
 /// Why stored bytes could not be decoded: they were written by another version or damaged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
@@ -69,20 +71,32 @@ impl Chunk {
             out,
             self.ts.len(),
             cols.len(),
-            |i| self.ts[i],
+            Times::Each(&|i| self.ts[i]),
             |c, i| cols[c][i],
         );
     }
 
-    /// Appends the encoding of `Chunk::from_points(points)` to `out`, without building the chunk.
-    pub fn encode_points_into(points: &[(i64, f64)], out: &mut Vec<u8>) {
-        encode_with(
-            out,
-            points.len(),
-            1,
-            |i| points[i].0,
-            |_, i| points[i].1 as f32,
-        );
+    /// A one-column chunk of one run's samples.
+    pub fn from_run(run: Run<'_>) -> Self {
+        Chunk {
+            ts: run.points().map(|p| p.0).collect(),
+            columns: vec![run.points().map(|p| p.1 as f32).collect()],
+        }
+    }
+
+    /// Appends the encoding of `Chunk::from_run(run)` to `out`, without building the chunk. A gapless
+    /// stretch of a grid is one run of timestamps, written without comparing them.
+    pub fn encode_run_into(run: Run<'_>, out: &mut Vec<u8>) {
+        match run {
+            Run::Pairs(p) => encode_with(out, p.len(), 1, Times::Each(&|i| p[i].0), |_, i| {
+                p[i].1 as f32
+            }),
+            Run::Dense { t0, step, values } => {
+                encode_with(out, values.len(), 1, Times::Even { t0, step }, |_, i| {
+                    values[i] as f32
+                })
+            }
+        }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
@@ -183,35 +197,55 @@ pub fn encoded_len_hint(n: usize, cols: usize) -> usize {
     33 + n * 4 * cols
 }
 
-/// The encoding of `n` timestamps `ts(i)` (sorted, unique) and `cols` columns of values `value(c, i)`:
-/// the version, the counts, the first timestamp and runs of equal steps, then each column's values.
+/// The timestamps of a chunk being encoded: any (sorted, unique), or evenly spaced.
+enum Times<'a> {
+    Each(&'a dyn Fn(usize) -> i64),
+    Even { t0: i64, step: i64 },
+}
+
+/// The encoding of `n` timestamps (sorted, unique) and `cols` columns of values `value(c, i)`: the
+/// version, the counts, the first timestamp and runs of equal steps, then each column's values.
 fn encode_with(
     out: &mut Vec<u8>,
     n: usize,
     cols: usize,
-    ts: impl Fn(usize) -> i64,
+    ts: Times<'_>,
     value: impl Fn(usize, usize) -> f32,
 ) {
     out.push(VERSION);
     put_u64(out, n as u64);
     put_u64(out, cols as u64);
     if n > 0 {
-        put_i64(out, ts(0));
-        let mut i = 1;
-        while i < n {
-            let step = ts(i) - ts(i - 1);
-            let mut run = 1;
-            while i + run < n && ts(i + run) - ts(i + run - 1) == step {
-                run += 1;
+        match ts {
+            Times::Even { t0, step } => {
+                put_i64(out, t0);
+                if n > 1 {
+                    put_i64(out, step);
+                    put_u64(out, n as u64 - 1);
+                }
             }
-            put_i64(out, step);
-            put_u64(out, run as u64);
-            i += run;
+            Times::Each(ts) => {
+                put_i64(out, ts(0));
+                let mut i = 1;
+                while i < n {
+                    let step = ts(i) - ts(i - 1);
+                    let mut run = 1;
+                    while i + run < n && ts(i + run) - ts(i + run - 1) == step {
+                        run += 1;
+                    }
+                    put_i64(out, step);
+                    put_u64(out, run as u64);
+                    i += run;
+                }
+            }
         }
     }
-    for c in 0..cols {
-        for i in 0..n {
-            out.extend_from_slice(&value(c, i).to_le_bytes());
+    // The values in place: one bounds check per column rather than a capacity check per value.
+    let at = out.len();
+    out.resize(at + n * cols * 4, 0);
+    for (c, column) in out[at..].chunks_exact_mut(n.max(1) * 4).enumerate() {
+        for (i, bytes) in column.chunks_exact_mut(4).enumerate() {
+            bytes.copy_from_slice(&value(c, i).to_le_bytes());
         }
     }
 }
@@ -322,8 +356,21 @@ mod tests {
         let regular: Vec<(i64, f64)> = (0..100).map(|i| (i * 15, i as f64 / 7.0)).collect();
         for points in [&[][..], &irregular[..], &regular[..]] {
             let mut direct = Vec::new();
-            Chunk::encode_points_into(points, &mut direct);
+            Chunk::encode_run_into(Run::Pairs(points), &mut direct);
             assert_eq!(direct, Chunk::from_points(points).encode());
+        }
+        // A gapless stretch of a grid encodes as its pairs do, one value or many.
+        for values in [&[2.5][..], &[1.0, -3.0, 1e12, 0.1][..]] {
+            let dense = Run::Dense {
+                t0: 1_700_000_100,
+                step: 300,
+                values,
+            };
+            let pairs: Vec<(i64, f64)> = dense.points().collect();
+            let mut direct = Vec::new();
+            Chunk::encode_run_into(dense, &mut direct);
+            assert_eq!(direct, Chunk::from_points(&pairs).encode());
+            assert_eq!(Chunk::from_run(dense), Chunk::from_points(&pairs));
         }
     }
 

@@ -46,24 +46,58 @@ pub trait SamplePoints {
     fn is_simple(&self) -> bool;
 
     /// Calls `f` with the samples of each chunk in turn (consecutive samples in the same span of
-    /// `chunk_secs`, spans aligned to the epoch), for samples that are `is_simple`. `scratch` holds a run
-    /// where the samples are not pairs already.
-    fn for_each_run(&self, chunk_secs: i64, scratch: &mut Vec<Point>, mut f: impl FnMut(&[Point])) {
-        scratch.clear();
-        let mut end = i64::MIN;
-        for p in self.points() {
-            if p.0 >= end {
-                if !scratch.is_empty() {
-                    f(scratch);
-                    scratch.clear();
-                }
-                end = chunk_end(p.0, chunk_secs);
+    /// `chunk_secs`, spans aligned to the epoch), for samples that are `is_simple`. `scratch` holds a
+    /// chunk's pairs where the samples are neither pairs already nor a gapless stretch of a grid.
+    fn for_each_run(&self, chunk_secs: i64, scratch: &mut Vec<Point>, f: impl FnMut(Run<'_>));
+}
+
+/// One chunk's samples, as a writer gets them: pairs, or a stretch of a grid with no gap (most of what a
+/// scrape writes), which is encoded without turning each value into a pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Run<'a> {
+    /// In strictly increasing time order.
+    Pairs(&'a [Point]),
+    /// Values at `t0`, `t0 + step`, …, none of them NaN.
+    Dense {
+        t0: i64,
+        step: i64,
+        values: &'a [f64],
+    },
+}
+
+impl Run<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Run::Pairs(p) => p.len(),
+            Run::Dense { values, .. } => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The times of the first and the last sample; none without samples.
+    pub fn ends(&self) -> Option<(i64, i64)> {
+        match *self {
+            Run::Pairs(p) => Some((p.first()?.0, p.last()?.0)),
+            Run::Dense { t0, step, values } => {
+                let last = values.len().checked_sub(1)?;
+                Some((t0, t0 + last as i64 * step))
             }
-            scratch.push(p);
         }
-        if !scratch.is_empty() {
-            f(scratch);
-        }
+    }
+
+    /// The samples, in time order.
+    pub fn points(&self) -> impl Iterator<Item = Point> + '_ {
+        let (pairs, dense) = match *self {
+            Run::Pairs(p) => (p, None),
+            Run::Dense { t0, step, values } => (&[][..], Some((t0, step, values))),
+        };
+        let dense = dense.into_iter().flat_map(|(t0, step, values)| {
+            (values.iter().enumerate()).map(move |(i, &v)| (t0 + i as i64 * step, v))
+        });
+        pairs.iter().copied().chain(dense)
     }
 }
 
@@ -85,12 +119,12 @@ impl SamplePoints for Vec<Point> {
     fn is_simple(&self) -> bool {
         self.windows(2).all(|w| w[0].0 < w[1].0) && self.iter().all(|p| p.1.is_finite())
     }
-    fn for_each_run(&self, chunk_secs: i64, _: &mut Vec<Point>, mut f: impl FnMut(&[Point])) {
+    fn for_each_run(&self, chunk_secs: i64, _: &mut Vec<Point>, mut f: impl FnMut(Run<'_>)) {
         let mut rest = &self[..];
         while let Some(first) = rest.first() {
             let end = chunk_end(first.0, chunk_secs);
             let n = rest.partition_point(|p| p.0 < end);
-            f(&rest[..n]);
+            f(Run::Pairs(&rest[..n]));
             rest = &rest[n..];
         }
     }
@@ -111,6 +145,36 @@ impl SamplePoints for Grid {
     }
     fn is_simple(&self) -> bool {
         self.step > 0 && self.values.iter().all(|v| v.is_nan() || v.is_finite())
+    }
+    fn for_each_run(&self, chunk_secs: i64, scratch: &mut Vec<Point>, mut f: impl FnMut(Run<'_>)) {
+        let (t0, step, values) = (self.t0, self.step, &self.values[..]);
+        let mut at = 0;
+        while let Some(skip) = values[at..].iter().position(|v| !v.is_nan()) {
+            let first = at + skip;
+            let t = t0 + first as i64 * step;
+            // The slots before the end of the chunk `t` is in.
+            let stop = ((chunk_end(t, chunk_secs) - t0 + step - 1) / step) as usize;
+            let stop = stop.min(values.len());
+            let chunk = &values[first..stop];
+            let last = chunk.iter().rposition(|v| !v.is_nan()).unwrap_or(0);
+            let chunk = &chunk[..=last];
+            if chunk.iter().any(|v| v.is_nan()) {
+                scratch.clear();
+                scratch.extend(
+                    (chunk.iter().enumerate())
+                        .filter(|(_, v)| !v.is_nan())
+                        .map(|(i, &v)| (t + i as i64 * step, v)),
+                );
+                f(Run::Pairs(scratch));
+            } else {
+                f(Run::Dense {
+                    t0: t,
+                    step,
+                    values: chunk,
+                });
+            }
+            at = stop;
+        }
     }
 }
 
@@ -178,7 +242,7 @@ impl SamplePoints for Samples {
             Samples::Grid(g) => g.is_simple(),
         }
     }
-    fn for_each_run(&self, chunk_secs: i64, scratch: &mut Vec<Point>, f: impl FnMut(&[Point])) {
+    fn for_each_run(&self, chunk_secs: i64, scratch: &mut Vec<Point>, f: impl FnMut(Run<'_>)) {
         match self {
             Samples::Pairs(p) => p.for_each_run(chunk_secs, scratch, f),
             Samples::Grid(g) => g.for_each_run(chunk_secs, scratch, f),
@@ -206,8 +270,33 @@ mod tests {
         assert_eq!(g.span(), Some((600, 2100)));
         assert!(g.is_simple());
         let mut runs = Vec::new();
-        g.for_each_run(1000, &mut Vec::new(), |r| runs.push(r.to_vec()));
+        g.for_each_run(1000, &mut Vec::new(), |r| {
+            runs.push(r.points().collect::<Vec<_>>())
+        });
         assert_eq!(runs, [vec![(900, 1.0)], vec![(1500, 2.0), (1800, 3.0)]]);
+        // A chunk's stretch without gaps comes as it is, one with gaps as pairs; gaps at a chunk's
+        // ends are trimmed.
+        let g = Grid {
+            t0: 0,
+            step: 100,
+            values: vec![f64::NAN, 1.0, 2.0, f64::NAN, 4.0, f64::NAN, 6.0, 7.0],
+        };
+        let mut runs = Vec::new();
+        g.for_each_run(300, &mut Vec::new(), |r| runs.push(format!("{r:?}")));
+        assert_eq!(
+            runs,
+            [
+                "Dense { t0: 100, step: 100, values: [1.0, 2.0] }",
+                "Dense { t0: 400, step: 100, values: [4.0] }",
+                "Dense { t0: 600, step: 100, values: [6.0, 7.0] }",
+            ]
+        );
+        let mut runs = Vec::new();
+        g.for_each_run(1000, &mut Vec::new(), |r| runs.push(format!("{r:?}")));
+        assert_eq!(
+            runs,
+            ["Pairs([(100, 1.0), (200, 2.0), (400, 4.0), (600, 6.0), (700, 7.0)])"]
+        );
         let inf = Grid {
             values: vec![1.0, f64::INFINITY],
             ..g
@@ -256,7 +345,9 @@ mod tests {
         assert!(!vec![(1, 1.0), (1, 2.0)].is_simple());
         assert!(!vec![(1, f64::NAN)].is_simple());
         let mut runs = Vec::new();
-        p.for_each_run(1000, &mut Vec::new(), |r| runs.push(r.to_vec()));
+        p.for_each_run(1000, &mut Vec::new(), |r| {
+            runs.push(r.points().collect::<Vec<_>>())
+        });
         assert_eq!(runs, [vec![(1, 1.0), (2, 2.0)], vec![(1000, 3.0)]]);
         assert_eq!(Samples::Pairs(p.clone()).points().collect::<Vec<_>>(), p);
         assert_eq!(p.ends(), Some((1, 1000)));

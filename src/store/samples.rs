@@ -7,7 +7,7 @@ use std::ops::DerefMut;
 use sqlx::postgres::{PgConnection, PgCopyIn};
 
 use super::codec::{Chunk, ChunkRow, StorageSize};
-use super::points::{Point, SamplePoints};
+use super::points::{Point, Run, SamplePoints};
 use super::{Result, Store, StoreError};
 
 /// Span of one stored chunk: 6 hours, aligned to the Unix epoch.
@@ -133,7 +133,6 @@ impl Store {
         }
         self.ensure_partitions("sample_chunk", lo, hi, DAY_SECS)
             .await?;
-        let samples: usize = batch.iter().map(|(_, p)| p.count()).sum();
         // Rows go out a megabyte at a time as they are encoded, so Postgres stores one piece while the
         // next is encoded, and the buffer stays small however large the batch.
         let mut tx = self.pool.begin().await?;
@@ -142,9 +141,7 @@ impl Store {
         let copied = async {
             let mut c = tx.copy_in_raw(COPY_SAMPLE_CHUNK).await?;
             for (series_id, points) in batch {
-                points.for_each_run(CHUNK_SECS, &mut scratch, |run| {
-                    copy.points(*series_id, chunk_start(run[0].0), run)
-                });
+                points.for_each_run(CHUNK_SECS, &mut scratch, |run| copy.run(*series_id, run));
                 if copy.buf.len() >= CopyBuffer::PIECE {
                     copy.send_piece(&mut c).await?;
                 }
@@ -157,7 +154,7 @@ impl Store {
             return Ok(None);
         }
         let stats = WriteStats {
-            samples_written: samples as u64,
+            samples_written: copy.samples,
             chunks_written: copy.rows,
         };
         tx.commit().await?;
@@ -379,8 +376,9 @@ fn chunks_of<P: SamplePoints>(batch: &[(i64, P)]) -> Vec<((i64, i64), Chunk)> {
     order.sort_by_key(|&i| batch[i].0);
     let mut out = Vec::new();
     let (mut merged, mut scratch): (Vec<Point>, Vec<Point>) = (Vec::new(), Vec::new());
-    let mut cut = |series_id: i64, run: &[Point]| {
-        out.push(((series_id, chunk_start(run[0].0)), Chunk::from_points(run)));
+    let mut cut = |series_id: i64, run: Run<'_>| {
+        let start = run.ends().map_or(0, |e| chunk_start(e.0));
+        out.push(((series_id, start), Chunk::from_run(run)));
     };
     for same in order.chunk_by(|&a, &b| batch[a].0 == batch[b].0) {
         let series_id = batch[same[0]].0;
@@ -437,6 +435,8 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 struct CopyBuffer {
     buf: Vec<u8>,
     rows: u64,
+    /// Samples in the rows written by `run`.
+    samples: u64,
 }
 
 impl CopyBuffer {
@@ -449,7 +449,11 @@ impl CopyBuffer {
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags
         buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        Self { buf, rows: 0 }
+        Self {
+            buf,
+            rows: 0,
+            samples: 0,
+        }
     }
 
     /// A row with its data already encoded.
@@ -467,11 +471,14 @@ impl CopyBuffer {
         self.data(|buf| chunk.encode_into(buf));
     }
 
-    /// A row of the chunk `points` (sorted, unique, in one chunk) make, encoded in place.
-    fn points(&mut self, series_id: i64, chunk_start: i64, points: &[(i64, f64)]) {
-        let last_ts = points.last().map_or(chunk_start, |p| p.0);
-        self.fixed_fields(series_id, chunk_start, points.len() as i32, last_ts);
-        self.data(|buf| Chunk::encode_points_into(points, buf));
+    /// A row of the chunk `run` (sorted, unique, in one chunk, not empty) makes, encoded in place.
+    fn run(&mut self, series_id: i64, run: Run<'_>) {
+        let Some((first, last)) = run.ends() else {
+            return;
+        };
+        self.fixed_fields(series_id, chunk_start(first), run.len() as i32, last);
+        self.data(|buf| Chunk::encode_run_into(run, buf));
+        self.samples += run.len() as u64;
     }
 
     /// The data field, written by `encode` after its length (filled in once known).
