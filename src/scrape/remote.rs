@@ -512,18 +512,7 @@ impl<'r> StreamDecoder<'r> {
     }
 }
 
-/// Reads bits most significant first, as Prometheus' `bstream` writes them, through a 64-bit buffer.
-struct Bits<'a> {
-    data: &'a [u8],
-    /// Next byte to load into `acc`.
-    pos: usize,
-    /// Buffered bits, left-aligned.
-    acc: u64,
-    /// How many bits of `acc` are valid.
-    valid: u32,
-}
-
-/// Why a chunk did not decode. A small value rather than a message, so that the hot reads return in
+/// Why a chunk did not decode. A small value rather than a message, so that the hot path returns in
 /// registers; `decode_xor` words it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bad {
@@ -543,127 +532,67 @@ impl Bad {
     }
 }
 
+/// Bits read most significant first, as Prometheus' `bstream` writes them: `at(bit)` gives the 121 or
+/// more bits from `bit` on, left-aligned, zeros past the end. A whole sample (but a 64-bit delta of
+/// deltas) fits in one such window, so a sample is taken apart with shifts and no check per field; the
+/// position is checked against the length once per sample.
+struct Bits<'a> {
+    data: &'a [u8],
+    len: usize,
+}
+
 impl<'a> Bits<'a> {
     fn new(data: &'a [u8]) -> Self {
         Self {
             data,
-            pos: 0,
-            acc: 0,
-            valid: 0,
+            len: data.len() * 8,
         }
     }
 
-    /// Tops the buffer up to at least 57 valid bits, or to the end of the data. Eight bytes are loaded
-    /// at once where there are eight: the bits past `valid` are then the data's next bits already, and
-    /// loading them again later ORs in the same bits.
     #[inline(always)]
-    fn refill(&mut self) {
-        if let Some(next) = self.data.get(self.pos..self.pos + 8) {
-            let word = u64::from_be_bytes(next.try_into().unwrap_or_default());
-            self.acc |= word >> self.valid;
-            let bytes = (63 - self.valid) / 8;
-            self.pos += bytes as usize;
-            self.valid += bytes * 8;
-            return;
-        }
-        while self.valid <= 56 && self.pos < self.data.len() {
-            self.acc |= u64::from(self.data[self.pos]) << (56 - self.valid);
-            self.valid += 8;
-            self.pos += 1;
-        }
-    }
-
-    /// How many pairs of zero bits come next (up to 28 or to the end of the data).
-    #[inline(always)]
-    fn zero_pairs(&mut self) -> u32 {
-        if self.valid < 32 {
-            self.refill();
-        }
-        self.acc.leading_zeros().min(self.valid) / 2
-    }
-
-    /// Drops the next `n` bits, `n` at most the bits buffered.
-    #[inline(always)]
-    fn skip(&mut self, n: u32) {
-        debug_assert!(n <= self.valid && n < 64);
-        self.acc <<= n;
-        self.valid -= n;
-    }
-
-    /// The next `n` bits, `n` at most 56.
-    #[inline(always)]
-    fn read(&mut self, n: u32) -> Result<u64, Bad> {
-        debug_assert!(n <= 56);
-        if n == 0 {
-            return Ok(0);
-        }
-        if self.valid < n {
-            self.refill();
-            if self.valid < n {
-                return Err(Bad::Short);
+    fn at(&self, bit: usize) -> u128 {
+        let byte = bit / 8;
+        let word = match self.data.get(byte..byte + 16) {
+            Some(b) => u128::from_be_bytes(b.try_into().unwrap_or_default()),
+            None => {
+                let mut tail = [0u8; 16];
+                let rest = self.data.get(byte..).unwrap_or_default();
+                tail[..rest.len()].copy_from_slice(rest);
+                u128::from_be_bytes(tail)
             }
-        }
-        let v = self.acc >> (64 - n);
-        self.acc <<= n;
-        self.valid -= n;
-        Ok(v)
+        };
+        word << (bit % 8)
     }
 
-    /// The next `n` bits, any `n` up to 64.
+    /// `Short` unless the bits up to `bit` are all in the data.
     #[inline(always)]
-    fn read_long(&mut self, n: u32) -> Result<u64, Bad> {
-        if n <= 56 {
-            return self.read(n);
-        }
-        self.read_wide(n)
-    }
-
-    /// `read_long` of more than 56 bits, in two reads: rare (a value whose XOR with the previous one
-    /// spans nearly all its bits, a first value, a huge jump in time).
-    #[cold]
-    #[inline(never)]
-    fn read_wide(&mut self, n: u32) -> Result<u64, Bad> {
-        let high = self.read(n - 32)?;
-        Ok(high << 32 | self.read(32)?)
-    }
-
-    #[inline(always)]
-    fn bit(&mut self) -> Result<bool, Bad> {
-        Ok(self.read(1)? == 1)
-    }
-
-    /// How many one bits come before a zero, up to `max` (the zero, if it came, is read too).
-    #[inline]
-    fn ones(&mut self, max: u32) -> Result<u32, Bad> {
-        if self.valid <= max {
-            self.refill();
-        }
-        let ones = self.acc.leading_ones().min(max).min(self.valid);
-        let used = (ones + u32::from(ones < max)).min(self.valid);
-        if ones < max && used == ones {
+    fn within(&self, bit: usize) -> Result<(), Bad> {
+        if bit > self.len {
             return Err(Bad::Short);
         }
-        self.acc <<= used;
-        self.valid -= used;
-        Ok(ones)
+        Ok(())
     }
 
-    fn uvarint(&mut self) -> Result<u64, Bad> {
+    /// An unsigned varint at `bit`, and the bit after it.
+    fn uvarint(&self, mut bit: usize) -> Result<(u64, usize), Bad> {
         let mut v = 0u64;
         for i in 0..10 {
-            let byte = self.read(8)?;
+            self.within(bit + 8)?;
+            let byte = (self.at(bit) >> 120) as u64;
+            bit += 8;
             v |= (byte & 0x7f) << (7 * i);
             if byte < 0x80 {
-                return Ok(v);
+                return Ok((v, bit));
             }
         }
         Err(Bad::VarintTooLong)
     }
+}
 
-    fn varint(&mut self) -> Result<i64, Bad> {
-        let u = self.uvarint()?;
-        Ok((u >> 1) as i64 ^ -((u & 1) as i64))
-    }
+/// The top `n` bits of `w`, `n` from 1 to 64.
+#[inline(always)]
+fn top(w: u128, n: u32) -> u64 {
+    (w >> (128 - n)) as u64
 }
 
 /// Decodes a Prometheus XOR chunk (Gorilla encoding: delta-of-delta timestamps, XOR'd values), appending
@@ -682,68 +611,100 @@ pub fn decode_xor(
 }
 
 fn decode_samples(
-    bits: &[u8],
+    data: &[u8],
     n: usize,
     (min_ms, max_ms): (i64, i64),
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), Bad> {
-    let mut r = Bits::new(bits);
-    let (mut t, mut delta, mut val) = (0i64, 0i64, 0u64);
+    if n == 0 {
+        return Ok(());
+    }
+    out.reserve(n);
+    let r = Bits::new(data);
+    // The first sample: a varint time and 64 bits of value.
+    let (zz, mut bit) = r.uvarint(0)?;
+    let mut t = (zz >> 1) as i64 ^ -((zz & 1) as i64);
+    r.within(bit + 64)?;
+    let mut val = top(r.at(bit), 64);
+    bit += 64;
+    let keep = |t: i64| t >= min_ms;
+    if t > max_ms {
+        return Ok(());
+    }
+    if keep(t) {
+        out.push((t, f64::from_bits(val)));
+    }
+    if n == 1 {
+        return Ok(());
+    }
+    // The second: a varint delta, then a value as every later one.
+    let (d, at) = r.uvarint(bit)?;
+    let mut delta = d as i64;
+    bit = at;
     let (mut leading, mut trailing) = (0u32, 0u32);
-    let mut i = 0;
+    let used = value(r.at(bit), &mut val, &mut leading, &mut trailing)?;
+    bit += used;
+    r.within(bit)?;
+    t += delta;
+    if t > max_ms {
+        return Ok(());
+    }
+    if keep(t) {
+        out.push((t, f64::from_bits(val)));
+    }
+    let mut i = 2;
     while i < n {
+        let w = r.at(bit);
         // A run of samples one delta apart with the value unchanged (a request, a limit, a counter
-        // at rest: most of what a cluster exports) is two zero bits each, taken many at once.
-        if i >= 2 {
-            let run = (r.zero_pairs() as usize).min(n - i);
-            if run > 0 {
-                r.skip(2 * run as u32);
-                i += run;
-                let v = f64::from_bits(val);
-                for _ in 0..run {
-                    t += delta;
-                    if t > max_ms {
-                        return Ok(());
-                    }
-                    if t >= min_ms {
-                        out.push((t, v));
-                    }
+        // at rest: most of what a cluster exports) is two zero bits each, taken many at once (up to
+        // 60: the window's real bits).
+        let zeros = (w.leading_zeros().min(120) / 2) as usize;
+        if zeros > 0 {
+            let run = zeros.min(n - i);
+            bit += 2 * run;
+            r.within(bit)?;
+            i += run;
+            let v = f64::from_bits(val);
+            for _ in 0..run {
+                t += delta;
+                if t > max_ms {
+                    return Ok(());
                 }
-                continue;
+                if keep(t) {
+                    out.push((t, v));
+                }
             }
+            continue;
         }
-        match i {
-            0 => {
-                t = r.varint()?;
-                val = r.read_long(64)?;
+        // The delta of deltas: 0, or a prefix of 1 to 4 ones and 14, 17, 20 or 64 bits.
+        let (dod, used) = match w.leading_ones().min(4) {
+            0 => (0, 1),
+            4 => {
+                let bits = top(r.at(bit + 4), 64);
+                (bits as i64, 4 + 64)
             }
-            1 => {
-                delta = r.uvarint()? as i64;
-                t += delta;
-                read_value(&mut r, &mut val, &mut leading, &mut trailing)?;
-            }
-            _ => {
-                let dod = match r.ones(4)? {
-                    0 => 0,
-                    p => {
-                        let size = [14, 17, 20, 64][p as usize - 1];
-                        let bits = r.read_long(size)?;
-                        if size != 64 && bits > 1 << (size - 1) {
-                            bits as i64 - (1i64 << size)
-                        } else {
-                            bits as i64
-                        }
-                    }
+            ones => {
+                let size = [14, 17, 20][ones as usize - 1];
+                let bits = top(w << (ones + 1), size);
+                let dod = if bits > 1 << (size - 1) {
+                    bits as i64 - (1i64 << size)
+                } else {
+                    bits as i64
                 };
-                delta += dod;
-                t += delta;
-                read_value(&mut r, &mut val, &mut leading, &mut trailing)?;
+                (dod, ones as usize + 1 + size as usize)
             }
-        }
+        };
+        bit += used;
+        // The value: at most 77 bits, which fit after a delta of deltas of up to 24.
+        let w = if used <= 24 { w << used } else { r.at(bit) };
+        bit += value(w, &mut val, &mut leading, &mut trailing)?;
+        r.within(bit)?;
+        delta += dod;
+        t += delta;
         if t > max_ms {
             break;
         }
-        if t >= min_ms {
+        if keep(t) {
             out.push((t, f64::from_bits(val)));
         }
         i += 1;
@@ -751,29 +712,29 @@ fn decode_samples(
     Ok(())
 }
 
+/// Applies the XOR'd value at the top of `w` to `val`; returns how many bits it took.
 #[inline(always)]
-fn read_value(
-    r: &mut Bits,
-    val: &mut u64,
-    leading: &mut u32,
-    trailing: &mut u32,
-) -> Result<(), Bad> {
-    if !r.bit()? {
-        return Ok(());
-    }
-    if r.bit()? {
-        *leading = r.read(5)? as u32;
-        let mut significant = r.read(6)? as u32;
-        if significant == 0 {
-            significant = 64;
+fn value(w: u128, val: &mut u64, leading: &mut u32, trailing: &mut u32) -> Result<usize, Bad> {
+    match top(w, 2) {
+        0 | 1 => Ok(1),
+        2 => {
+            let significant = 64 - *leading - *trailing;
+            *val ^= top(w << 2, significant) << *trailing;
+            Ok(2 + significant as usize)
         }
-        *trailing = (64 - *leading)
-            .checked_sub(significant)
-            .ok_or(Bad::ValueHeader)?;
+        _ => {
+            *leading = top(w << 2, 5) as u32;
+            let significant = match top(w << 7, 6) as u32 {
+                0 => 64,
+                s => s,
+            };
+            *trailing = (64 - *leading)
+                .checked_sub(significant)
+                .ok_or(Bad::ValueHeader)?;
+            *val ^= top(w << 13, significant) << *trailing;
+            Ok(13 + significant as usize)
+        }
     }
-    let significant = 64 - *leading - *trailing;
-    *val ^= r.read_long(significant)? << *trailing;
-    Ok(())
 }
 
 #[cfg(test)]
