@@ -187,11 +187,7 @@ impl Steps {
                         }
                     }
                 }
-                _ => {
-                    for (i, v) in m.slots(self.t0, step) {
-                        self.add(i, v);
-                    }
-                }
+                _ => m.for_each_slot(self.t0, step, |i, v| self.add(i, v)),
             }
         }
     }
@@ -214,6 +210,12 @@ impl Steps {
         self.max.resize(n, f64::MIN);
         self.count.clear();
         self.count.resize(n, 0);
+    }
+
+    /// `add` for a caller that reads sums and counts only.
+    fn add_sum(&mut self, i: usize, v: f64) {
+        self.sum[i] += v;
+        self.count[i] += 1;
     }
 
     fn add(&mut self, i: usize, v: f64) {
@@ -383,6 +385,11 @@ pub fn restarts<S: SeriesView>(
         );
         r.reset(t0, t1, step);
         o.reset(t0, t1, step);
+        // Points are read as slots from the earliest baseline on: `shift` slots before the first kept.
+        let (Some(lo), Some(t0)) = (spans().map(|s| s.0).min(), t0) else {
+            continue;
+        };
+        let shift = ((t0 - lo) / step) as usize;
         for s in members {
             let flag: &[(i64, f64)] = flags
                 .get(&(s.label("namespace"), s.label("pod"), s.label("container")))
@@ -391,23 +398,23 @@ pub fn restarts<S: SeriesView>(
             // will do.
             let mut seen = 0;
             let mut last = None;
-            for (t, v) in s.points() {
+            s.for_each_slot(lo, step, |j, v| {
                 let Some(prev) = last.replace(v) else {
-                    continue;
+                    return;
                 };
+                let t = lo + j as i64 * step;
                 while seen < flag.len() && flag[seen].0 <= t {
                     seen += 1;
                 }
                 if t < from {
-                    continue;
+                    return;
                 }
                 // A counter that went down was reset (a new pod with the same name): all of it is new.
                 let inc = if v >= prev { v - prev } else { v };
                 let oom = seen > 0 && flag[seen - 1].1 >= 1.0;
-                let i = ((t - r.t0) / step) as usize;
-                r.add(i, inc);
-                o.add(i, if oom { inc } else { 0.0 });
-            }
+                r.add_sum(j - shift, inc);
+                o.add_sum(j - shift, if oom { inc } else { 0.0 });
+            });
         }
         if r.count.iter().all(|&c| c == 0) {
             continue;

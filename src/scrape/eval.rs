@@ -106,18 +106,36 @@ impl Expr {
         let mut t = first_ms;
         match self.func {
             Func::Instant => {
-                let mut i = 0;
-                for slot in out {
-                    while i < samples.len() && samples[i].0 <= t {
-                        i += 1;
-                    }
-                    if let Some(&(ts, v)) = i.checked_sub(1).and_then(|j| samples.get(j))
-                        && ts >= t - lookback_ms
-                        && !is_stale(v)
+                // Sample by sample rather than step by step: a sample's value holds at the steps from its
+                // time until the next sample or the end of its lookback, and a run of samples with one
+                // value, each within the lookback of the one before (a request, a limit, a counter at
+                // rest), holds as one: its steps are filled at once.
+                let (mut k, mut i) = (0, 0);
+                while i < samples.len() && k < out.len() {
+                    let (ts, v) = samples[i];
+                    let mut j = i + 1;
+                    while j < samples.len()
+                        && samples[j].1.to_bits() == v.to_bits()
+                        && samples[j].0 - samples[j - 1].0 <= lookback_ms
                     {
-                        put(slot, v);
+                        j += 1;
                     }
-                    t += step_ms;
+                    let reach = samples[j - 1].0 + lookback_ms + 1;
+                    let until = samples.get(j).map_or(reach, |next| next.0.min(reach));
+                    while k < out.len() && t < ts {
+                        (k, t) = (k + 1, t + step_ms);
+                    }
+                    let first = k;
+                    while k < out.len() && t < until {
+                        (k, t) = (k + 1, t + step_ms);
+                    }
+                    // A stale marker ends the series: no value until the next sample.
+                    if !is_stale(v) {
+                        for slot in &mut out[first..k] {
+                            put(slot, v);
+                        }
+                    }
+                    i = j;
                 }
             }
             Func::Rate { range_ms } => {
@@ -456,6 +474,56 @@ mod tests {
     }
 
     const L: i64 = DEFAULT_LOOKBACK_MS;
+
+    /// An instant selector by its definition, step by step: the newest sample at or before the step, if
+    /// it is at most `lookback_ms` old and not a stale marker.
+    fn instant_by_definition(
+        samples: &[(i64, f64)],
+        (start, end, step): (i64, i64, i64),
+        lookback_ms: i64,
+    ) -> Vec<(i64, u64)> {
+        let mut out = Vec::new();
+        let mut t = start;
+        while t <= end {
+            let newest = samples.iter().rev().find(|p| p.0 <= t * 1000);
+            if let Some(&(ts, v)) = newest
+                && ts >= t * 1000 - lookback_ms
+                && !is_stale(v)
+            {
+                out.push((t, v.to_bits()));
+            }
+            t += step;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Samples at any times (on the steps, between them, in bursts, after gaps) with values that
+        /// repeat, stale markers among them: the run-at-once evaluation gives what the definition does.
+        #[test]
+        fn instant_selectors_evaluate_as_defined(
+            gaps in proptest::collection::vec(1i64..400_000, 1..60),
+            values in proptest::collection::vec(0u8..5, 60),
+            lookback_ms in proptest::sample::select(vec![0i64, 60_000, 300_000, 600_000]),
+            start in 0i64..600,
+        ) {
+            let mut t = 0;
+            let samples: Vec<(i64, f64)> = gaps.iter().zip(&values).map(|(gap, v)| {
+                t += gap;
+                let v = match v {
+                    0 => f64::from_bits(STALE_NAN),
+                    v => f64::from(*v),
+                };
+                (t, v)
+            }).collect();
+            let span = (start, start + 60 * 120, 60);
+            let got = range(&GAUGE, &[series(&[("pod", "a")], &samples)], span, lookback_ms);
+            let got: Vec<(i64, u64)> = got.series.iter()
+                .flat_map(|s| s.points.iter().map(|p| (p.0, p.1.to_bits())))
+                .collect();
+            proptest::prop_assert_eq!(got, instant_by_definition(&samples, span, lookback_ms));
+        }
+    }
 
     const GAUGE: Expr = Expr {
         metric: "m",

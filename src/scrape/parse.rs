@@ -35,10 +35,25 @@ pub trait SeriesView {
     fn grid(&self) -> Option<&crate::store::Grid> {
         None
     }
-    /// Its points as (slot, value) on the grid `t0 + slot·step` (which they lie on).
-    fn slots(&self, t0: i64, step: i64) -> impl Iterator<Item = (usize, f64)> + '_ {
-        self.points()
-            .map(move |(t, v)| (((t - t0) / step) as usize, v))
+    /// Calls `f(slot, value)` for its points in time order, as slots of the grid `t0 + slot·step`
+    /// (which they lie on, none before `t0`). A grid on the same steps is read slot by slot, with no
+    /// division per point.
+    fn for_each_slot(&self, t0: i64, step: i64, mut f: impl FnMut(usize, f64)) {
+        match self.grid() {
+            Some(g) if g.step == step && g.t0 >= t0 => {
+                let at = ((g.t0 - t0) / step) as usize;
+                for (j, &v) in g.values.iter().enumerate() {
+                    if !v.is_nan() {
+                        f(at + j, v);
+                    }
+                }
+            }
+            _ => {
+                for (t, v) in self.points() {
+                    f(((t - t0) / step) as usize, v);
+                }
+            }
+        }
     }
 }
 
