@@ -376,6 +376,7 @@ pub fn restarts<S: SeriesView>(
     let groups = group(counters, |s| container_key(own, s));
     let (mut restarts, mut ooms) = (Vec::new(), Vec::new());
     let (mut r, mut o) = (Steps::default(), Steps::default());
+    let mut slots = Vec::new();
     for (key, members) in groups {
         let spans = || members.iter().filter_map(|m| m.span());
         // Points before `from` are only baselines: no slots for them.
@@ -396,25 +397,26 @@ pub fn restarts<S: SeriesView>(
                 .map_or(&[], Vec::as_slice);
             // Flags at or before the current time: the counter's points are in time order, so a cursor
             // will do.
+            // The counter's slots first, then one plain loop over them (a closure per point would keep
+            // the cursor and the last value in memory rather than in registers).
+            slots.clear();
+            s.for_each_slot(lo, step, |j, v| slots.push((j, v)));
             let mut seen = 0;
-            let mut last = None;
-            s.for_each_slot(lo, step, |j, v| {
-                let Some(prev) = last.replace(v) else {
-                    return;
-                };
+            for w in slots.windows(2) {
+                let ((_, prev), (j, v)) = (w[0], w[1]);
                 let t = lo + j as i64 * step;
                 while seen < flag.len() && flag[seen].0 <= t {
                     seen += 1;
                 }
                 if t < from {
-                    return;
+                    continue;
                 }
                 // A counter that went down was reset (a new pod with the same name): all of it is new.
                 let inc = if v >= prev { v - prev } else { v };
                 let oom = seen > 0 && flag[seen - 1].1 >= 1.0;
                 r.add_sum(j - shift, inc);
                 o.add_sum(j - shift, if oom { inc } else { 0.0 });
-            });
+            }
         }
         if r.count.iter().all(|&c| c == 0) {
             continue;

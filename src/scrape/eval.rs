@@ -147,6 +147,7 @@ impl Expr {
                 } else {
                     samples
                 };
+                let resets = live.windows(2).any(|w| w[1].1 < w[0].1);
                 let (mut lo, mut hi) = (0, 0);
                 for slot in out {
                     while hi < live.len() && live[hi].0 <= t {
@@ -156,7 +157,7 @@ impl Expr {
                         lo += 1;
                     }
                     if hi - lo >= 2 {
-                        put(slot, rate(&live[lo..hi], t - range_ms, t, range_ms));
+                        put(slot, rate(&live[lo..hi], resets, t - range_ms, t, range_ms));
                     }
                     t += step_ms;
                 }
@@ -384,15 +385,26 @@ impl SeriesSink for Vec<RangeEval> {
 }
 
 /// Prometheus' `extrapolatedRate` for a counter, over the non-stale samples of `[range_start, range_end]`.
-fn rate(points: &[(i64, f64)], range_start: i64, range_end: i64, range_ms: i64) -> f64 {
+/// `resets` says whether the counter may go down among them: if not, the increase is the last value less
+/// the first with no look at the others (a reset adds the value before it; the first value, compared
+/// with 0, could only add 0 to a -0 increase, which a first value below 0 cannot give).
+fn rate(
+    points: &[(i64, f64)],
+    resets: bool,
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+) -> f64 {
     let (first, last) = (points[0], points[points.len() - 1]);
     let mut result = last.1 - first.1;
-    let mut prev = 0.0;
-    for p in points {
-        if p.1 < prev {
-            result += prev;
+    if resets {
+        let mut prev = 0.0;
+        for p in points {
+            if p.1 < prev {
+                result += prev;
+            }
+            prev = p.1;
         }
-        prev = p.1;
     }
     if first.0 == range_start && last.0 == range_end {
         // Samples at both ends of the range (a scrape interval that divides the range, on the grid):
@@ -498,6 +510,26 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A window with no reset gives, without reading its middle values, the rate the reading gives,
+        /// to the bit, whatever the values (negative ones, zeros of either sign).
+        #[test]
+        fn a_rate_without_resets_skips_the_reading(
+            steps in proptest::collection::vec(0u32..4, 2..12),
+            first in proptest::sample::select(vec![-2.5f64, -0.0, 0.0, 1.0, 1e15]),
+            gaps in proptest::collection::vec(1i64..200_000, 12),
+        ) {
+            let (mut t, mut v) = (1_000_000i64, first);
+            let mut points = Vec::new();
+            for (step, gap) in steps.iter().zip(&gaps) {
+                points.push((t, v));
+                t += gap;
+                v += f64::from(*step) * 0.25;
+            }
+            let (start, end) = (points[0].0 - 5_000, points[points.len() - 1].0);
+            let read = rate(&points, true, start, end, 300_000);
+            proptest::prop_assert_eq!(rate(&points, false, start, end, 300_000).to_bits(), read.to_bits());
+        }
+
         /// Samples at any times (on the steps, between them, in bursts, after gaps) with values that
         /// repeat, stale markers among them: the run-at-once evaluation gives what the definition does.
         #[test]
