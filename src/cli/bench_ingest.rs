@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::metrics::{Metrics, SourceLabels};
 use crate::scrape::{RunOptions, SourceScraper};
 use crate::simulate::{Cluster, ClusterSpec, simulate};
+use crate::store::codec::ChunkRow;
 use crate::store::{ConnectOptions, Store};
 
 mod queries;
@@ -229,16 +230,21 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     // The raw COPY of the first run's rows is timed between the later runs (and once more at the end):
     // the two speeds are compared as measured in the same minutes, not a minute apart, while the
     // machine's speed drifts (a shared host's CPUs do).
-    let mut rows = Vec::new();
+    // The rows are read back from the run before each COPY and dropped after it, so the scraper's peak
+    // memory is not the rows' too.
     let mut copy_times = Vec::new();
+    let mut peak_rss: f64 = 0.0;
     for run in 0..a.scrape_runs {
         if run > 0 {
+            let rows = store.export_chunk_rows().await?;
             store.truncate_samples().await?;
             let t = Instant::now();
             store.copy_chunk_rows_raw(&rows).await?;
-            copy_times.push(t.elapsed().as_secs_f64());
+            copy_times.push((t.elapsed().as_secs_f64(), samples_in(&rows)));
             store.truncate_samples().await?;
         }
+        // The peak memory of the scrapes only, not of the COPYs between them.
+        reset_peak_rss();
         let cpu_before = CpuTimes::now(prom.pid(), db);
         let report = scraper
             .run_spawned(RunOptions {
@@ -248,10 +254,10 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
             })
             .await?;
         let cpu = CpuTimes::now(prom.pid(), db).since(&cpu_before);
+        peak_rss = peak_rss.max(peak_rss_mb());
         let requests = scraper.client.take_recorded_requests();
         if run == 0 {
             backfill_requests = requests;
-            rows = store.export_chunk_rows().await?;
         }
         runs.push((report, cpu));
     }
@@ -272,7 +278,6 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
         .min_by(|a, b| a.0.seconds.total_cmp(&b.0.seconds))
         .expect("at least one run");
     let load_after = load_average();
-    let peak_rss_mb = peak_rss_mb();
     let size = store.sample_storage().await?;
     let scrape_rate = report.samples_written as f64 / report.seconds;
 
@@ -330,7 +335,8 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
         None
     };
 
-    let stored_samples: i64 = rows.iter().map(|r| i64::from(r.n_samples)).sum();
+    // These rows also hold the steady-state cycle's samples, a few more than the runs'.
+    let rows = store.export_chunk_rows().await?;
     // The best of the COPYs between the runs and one or more here (three at least): the raw speed is a
     // ceiling, and one COPY's time varies with what Postgres' checkpointer and the other processes are
     // doing at that moment.
@@ -339,11 +345,14 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
         store.truncate_samples().await?;
         let t = Instant::now();
         copied = Some(store.copy_chunk_rows_raw(&rows).await?);
-        copy_times.push(t.elapsed().as_secs_f64());
+        copy_times.push((t.elapsed().as_secs_f64(), samples_in(&rows)));
     }
     let copied = copied.unwrap_or_default();
-    let copy_secs = copy_times.iter().copied().fold(f64::INFINITY, f64::min);
-    let copy_rate = stored_samples as f64 / copy_secs;
+    let (copy_secs, copy_rate) = copy_times
+        .iter()
+        .map(|&(secs, samples)| (secs, samples as f64 / secs))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
 
     println!("metric,value");
     println!("containers_series,{}", report.series);
@@ -371,7 +380,7 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     println!("cpu_seconds_headroom,{:.2}", cpu.own);
     println!("cpu_seconds_prometheus,{:.2}", cpu.prometheus);
     println!("cpu_seconds_postgres,{:.2}", cpu.postgres);
-    println!("headroom_peak_rss_mb,{peak_rss_mb:.0}");
+    println!("headroom_peak_rss_mb,{peak_rss:.0}");
     println!("load_average_before,{load_before}");
     println!("load_average_after,{load_after}");
     println!("ceiling_requests,{}", ceiling.queries);
@@ -393,7 +402,7 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
         range_cost.print("backfill_range");
     }
     println!("copy_rows,{copied}");
-    let copy_seconds: Vec<String> = copy_times.iter().map(|t| format!("{t:.3}")).collect();
+    let copy_seconds: Vec<String> = copy_times.iter().map(|t| format!("{:.3}", t.0)).collect();
     println!("copy_runs_seconds,{}", copy_seconds.join(" "));
     println!("copy_seconds,{copy_secs:.3}");
     println!("copy_samples_per_sec,{copy_rate:.0}");
@@ -442,6 +451,12 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
 }
 
 /// The most resident memory this process has had (`VmHWM`), in MB; 0 where `/proc` does not say.
+/// Starts this process' peak resident memory afresh (Linux: 5 to `clear_refs`); where that is refused,
+/// the peak stays the process' whole life's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -522,6 +537,11 @@ fn connect(url: &str) -> Result<Store, Failure> {
         max_connections: 8,
         acquire_timeout: Duration::from_secs(30),
     })?)
+}
+
+/// The samples the rows hold.
+fn samples_in(rows: &[ChunkRow]) -> i64 {
+    rows.iter().map(|r| i64::from(r.n_samples)).sum()
 }
 
 /// A Prometheus on the backfilled data, killed on drop.
