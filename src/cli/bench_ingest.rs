@@ -227,20 +227,16 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     let load_before = load_average();
     let mut runs = Vec::new();
     let mut backfill_requests = Vec::new();
-    // The raw COPY of the first run's rows is timed between the later runs (and once more at the end):
-    // the two speeds are compared as measured in the same minutes, not a minute apart, while the
-    // machine's speed drifts (a shared host's CPUs do).
-    // The rows are read back from the run before each COPY and dropped after it, so the scraper's peak
-    // memory is not the rows' too.
+    // A raw COPY of the rows the run before stored is timed between each two runs (and once more at the
+    // end): the two speeds are compared as measured in the same minutes, not a minute apart, while the
+    // machine's speed drifts (a shared host's CPUs do). The rows are read back for each COPY and dropped
+    // after it, so the scraper's peak memory is not the rows' too.
     let mut copy_times = Vec::new();
     let mut peak_rss: f64 = 0.0;
     for run in 0..a.scrape_runs {
         if run > 0 {
             let rows = store.export_chunk_rows().await?;
-            store.truncate_samples().await?;
-            let t = Instant::now();
-            store.copy_chunk_rows_raw(&rows).await?;
-            copy_times.push((t.elapsed().as_secs_f64(), samples_in(&rows)));
+            copy_times.push(timed_copy(&store, &rows).await?.0);
             store.truncate_samples().await?;
         }
         // The peak memory of the scrapes only, not of the COPYs between them.
@@ -342,10 +338,9 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     // doing at that moment.
     let mut copied = None;
     while copy_times.len() < 3 || copied.is_none() {
-        store.truncate_samples().await?;
-        let t = Instant::now();
-        copied = Some(store.copy_chunk_rows_raw(&rows).await?);
-        copy_times.push((t.elapsed().as_secs_f64(), samples_in(&rows)));
+        let (time, rows_copied) = timed_copy(&store, &rows).await?;
+        copy_times.push(time);
+        copied = Some(rows_copied);
     }
     let copied = copied.unwrap_or_default();
     let (copy_secs, copy_rate) = copy_times
@@ -450,13 +445,13 @@ async fn ingest(a: &IngestArgs, prom: &Prometheus, cluster: &Cluster, db: &str) 
     Ok(())
 }
 
-/// The most resident memory this process has had (`VmHWM`), in MB; 0 where `/proc` does not say.
 /// Starts this process' peak resident memory afresh (Linux: 5 to `clear_refs`); where that is refused,
 /// the peak stays the process' whole life's.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// The most resident memory this process has had (`VmHWM`), in MB; 0 where `/proc` does not say.
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -539,9 +534,14 @@ fn connect(url: &str) -> Result<Store, Failure> {
     })?)
 }
 
-/// The samples the rows hold.
-fn samples_in(rows: &[ChunkRow]) -> i64 {
-    rows.iter().map(|r| i64::from(r.n_samples)).sum()
+/// Empties the sample store and times a raw COPY of `rows` into it: (seconds, samples) and the rows
+/// copied.
+async fn timed_copy(store: &Store, rows: &[ChunkRow]) -> anyhow::Result<((f64, i64), u64)> {
+    store.truncate_samples().await?;
+    let t = Instant::now();
+    let copied = store.copy_chunk_rows_raw(rows).await?;
+    let samples = rows.iter().map(|r| i64::from(r.n_samples)).sum();
+    Ok(((t.elapsed().as_secs_f64(), samples), copied))
 }
 
 /// A Prometheus on the backfilled data, killed on drop.

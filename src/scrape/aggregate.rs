@@ -187,7 +187,7 @@ impl Steps {
                         }
                     }
                 }
-                _ => m.for_each_slot(self.t0, step, |i, v| self.add(i, v)),
+                _ => m.for_each_slot(self.t0, step, |i, v| self.add::<SUM, MAX>(i, v)),
             }
         }
     }
@@ -212,15 +212,14 @@ impl Steps {
         self.count.resize(n, 0);
     }
 
-    /// `add` for a caller that reads sums and counts only.
-    fn add_sum(&mut self, i: usize, v: f64) {
-        self.sum[i] += v;
-        self.count[i] += 1;
-    }
-
-    fn add(&mut self, i: usize, v: f64) {
-        self.sum[i] += v;
-        self.max[i] = self.max[i].max(v);
+    /// One point at slot `i`, kept up as `fold`'s are.
+    fn add<const SUM: bool, const MAX: bool>(&mut self, i: usize, v: f64) {
+        if SUM {
+            self.sum[i] += v;
+        }
+        if MAX {
+            self.max[i] = self.max[i].max(v);
+        }
         self.count[i] += 1;
     }
 
@@ -395,12 +394,12 @@ pub fn restarts<S: SeriesView>(
             let flag: &[(i64, f64)] = flags
                 .get(&(s.label("namespace"), s.label("pod"), s.label("container")))
                 .map_or(&[], Vec::as_slice);
-            // Flags at or before the current time: the counter's points are in time order, so a cursor
-            // will do.
             // The counter's slots first, then one plain loop over them (a closure per point would keep
             // the cursor and the last value in memory rather than in registers).
             slots.clear();
             s.for_each_slot(lo, step, |j, v| slots.push((j, v)));
+            // Flags at or before the current time: the counter's points are in time order, so a cursor
+            // will do.
             let mut seen = 0;
             for w in slots.windows(2) {
                 let ((_, prev), (j, v)) = (w[0], w[1]);
@@ -414,8 +413,8 @@ pub fn restarts<S: SeriesView>(
                 // A counter that went down was reset (a new pod with the same name): all of it is new.
                 let inc = if v >= prev { v - prev } else { v };
                 let oom = seen > 0 && flag[seen - 1].1 >= 1.0;
-                r.add_sum(j - shift, inc);
-                o.add_sum(j - shift, if oom { inc } else { 0.0 });
+                r.add::<true, false>(j - shift, inc);
+                o.add::<true, false>(j - shift, if oom { inc } else { 0.0 });
             }
         }
         if r.count.iter().all(|&c| c == 0) {

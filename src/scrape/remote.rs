@@ -573,19 +573,15 @@ impl<'a> Bits<'a> {
         Ok(())
     }
 
-    /// An unsigned varint at `bit`, and the bit after it.
-    fn uvarint(&self, mut bit: usize) -> Result<(u64, usize), Bad> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            self.within(bit + 8)?;
-            let byte = (self.at(bit) >> 120) as u64;
-            bit += 8;
-            v |= (byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                return Ok((v, bit));
-            }
+    /// An unsigned varint at `bit` (on a byte boundary: a chunk's two varints follow its start and a
+    /// 64-bit value), and the bit after it.
+    fn uvarint(&self, bit: usize) -> Result<(u64, usize), Bad> {
+        debug_assert!(bit.is_multiple_of(8));
+        match varint_prefix(self.data.get(bit / 8..).unwrap_or_default()) {
+            Ok(Some((v, n))) => Ok((v, bit + 8 * n)),
+            Ok(None) => Err(Bad::Short),
+            Err(()) => Err(Bad::VarintTooLong),
         }
-        Err(Bad::VarintTooLong)
     }
 }
 
@@ -627,14 +623,17 @@ fn decode_samples(
     r.within(bit + 64)?;
     let mut val = top(r.at(bit), 64);
     bit += 64;
-    let keep = |t: i64| t >= min_ms;
-    if t > max_ms {
-        return Ok(());
-    }
-    if keep(t) {
-        out.push((t, f64::from_bits(val)));
-    }
-    if n == 1 {
+    // Keeps a sample in the range; false once past it (the rest of the chunk is later still).
+    let mut emit = |t: i64, v: u64| {
+        if t > max_ms {
+            return false;
+        }
+        if t >= min_ms {
+            out.push((t, f64::from_bits(v)));
+        }
+        true
+    };
+    if !emit(t, val) || n == 1 {
         return Ok(());
     }
     // The second: a varint delta, then a value as every later one.
@@ -646,11 +645,8 @@ fn decode_samples(
     bit += used;
     r.within(bit)?;
     t += delta;
-    if t > max_ms {
+    if !emit(t, val) {
         return Ok(());
-    }
-    if keep(t) {
-        out.push((t, f64::from_bits(val)));
     }
     let mut i = 2;
     while i < n {
@@ -664,14 +660,10 @@ fn decode_samples(
             bit += 2 * run;
             r.within(bit)?;
             i += run;
-            let v = f64::from_bits(val);
             for _ in 0..run {
                 t += delta;
-                if t > max_ms {
+                if !emit(t, val) {
                     return Ok(());
-                }
-                if keep(t) {
-                    out.push((t, v));
                 }
             }
             continue;
@@ -701,11 +693,8 @@ fn decode_samples(
         r.within(bit)?;
         delta += dod;
         t += delta;
-        if t > max_ms {
+        if !emit(t, val) {
             break;
-        }
-        if keep(t) {
-            out.push((t, f64::from_bits(val)));
         }
         i += 1;
     }

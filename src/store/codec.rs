@@ -31,10 +31,7 @@ const VERSION: u8 = 1;
 impl Chunk {
     /// A one-column chunk from `(timestamp, value)` pairs that are already sorted and unique.
     pub fn from_points(points: &[(i64, f64)]) -> Self {
-        Chunk {
-            ts: points.iter().map(|p| p.0).collect(),
-            columns: vec![points.iter().map(|p| p.1 as f32).collect()],
-        }
+        Self::from_run(Run::Pairs(points))
     }
 
     pub fn len(&self) -> usize {
