@@ -138,7 +138,15 @@ pub struct Aggregated {
 }
 
 fn container_key(own: &Ownership, s: &impl SeriesView) -> Option<ContainerKey> {
-    let (ns, pod, container) = (s.label("namespace"), s.label("pod"), s.label("container"));
+    container_key_of(
+        own,
+        s.label("namespace"),
+        s.label("pod"),
+        s.label("container"),
+    )
+}
+
+fn container_key_of(own: &Ownership, ns: &str, pod: &str, container: &str) -> Option<ContainerKey> {
     if ns.is_empty() || pod.is_empty() || container.is_empty() || container == "POD" {
         return None;
     }
@@ -321,32 +329,61 @@ pub fn capacity<S: SeriesView>(
     step: i64,
     kind: &'static str,
 ) -> Vec<Aggregated> {
-    let groups = group(result, |s| {
-        let resource: &'static str = match s.label("resource") {
-            "cpu" => "cpu",
-            "memory" => "memory",
-            _ => return None,
-        };
-        Some((container_key(own, s)?, resource))
-    });
+    let groups = group(result, |s| capacity_key(own, |name| s.label(name)));
     let mut steps = Steps::default();
     groups
         .into_iter()
-        .map(|((key, resource), members)| Aggregated {
-            container: key,
-            metric: match (resource, kind) {
-                ("cpu", "request") => "cpu_request",
-                ("cpu", _) => "cpu_limit",
-                (_, "request") => "memory_request",
-                _ => "memory_limit",
-            },
-            unit: if resource == "cpu" { "cores" } else { "bytes" },
-            points: {
-                steps.fold::<false, true, _>(&members, step);
-                Samples::Grid(steps.grid(|_, _, top| top))
-            },
+        .map(|((key, resource), members)| {
+            steps.fold::<false, true, _>(&members, step);
+            capacity_series(key, resource, kind, steps.grid(|_, _, top| top))
         })
         .collect()
+}
+
+/// `capacity` of maxima already folded per workload container and resource as the series came in
+/// (`eval::FoldedMax` keyed by `capacity_key`).
+pub fn capacity_of_maxima(
+    maxima: Vec<((ContainerKey, &'static str), Grid)>,
+    kind: &'static str,
+) -> Vec<Aggregated> {
+    maxima
+        .into_iter()
+        .map(|((key, resource), grid)| capacity_series(key, resource, kind, grid))
+        .collect()
+}
+
+/// The workload container and resource a request or limit series counts for, from its labels; None for
+/// a pod's sandbox, a series without pod or container, or a resource other than cpu and memory.
+pub fn capacity_key<'a>(
+    own: &Ownership,
+    label: impl Fn(&str) -> &'a str,
+) -> Option<(ContainerKey, &'static str)> {
+    let resource: &'static str = match label("resource") {
+        "cpu" => "cpu",
+        "memory" => "memory",
+        _ => return None,
+    };
+    let (ns, pod, container) = (label("namespace"), label("pod"), label("container"));
+    Some((container_key_of(own, ns, pod, container)?, resource))
+}
+
+fn capacity_series(
+    container: ContainerKey,
+    resource: &'static str,
+    kind: &'static str,
+    grid: Grid,
+) -> Aggregated {
+    Aggregated {
+        container,
+        metric: match (resource, kind) {
+            ("cpu", "request") => "cpu_request",
+            ("cpu", _) => "cpu_limit",
+            (_, "request") => "memory_request",
+            _ => "memory_limit",
+        },
+        unit: if resource == "cpu" { "cores" } else { "bytes" },
+        points: Samples::Grid(grid),
+    }
 }
 
 /// Restarts and OOM kills per step, from the restart counters and the "last terminated reason" flag.
@@ -671,5 +708,67 @@ mod tests {
         };
         let out = throttling(&o, &th, &pe, 60);
         assert_eq!(points_of(&out, "cpu_throttled_ratio"), vec![(0, 0.25)]);
+    }
+
+    proptest::proptest! {
+        /// Requests folded into each workload container's maxima as the series stream in store what
+        /// evaluating each pod's `max by` and then taking the largest over the pods stores: pods of one
+        /// Deployment, of a StatefulSet and a bare pod, a pod's series twice (two exporters), samples
+        /// that come and go, stale markers and NaN, both resources and one to ignore, in any order.
+        #[test]
+        fn requests_folded_per_workload_equal_the_pods_maxima(
+            series in proptest::collection::vec(
+                (0usize..5, 0usize..3, 0usize..2, proptest::collection::vec((1i64..400, 0u8..12), 1..30)),
+                1..14,
+            ),
+        ) {
+            use crate::scrape::eval::{FoldedMax, KeyOf, RangeEval};
+            let own = owners();
+            let pods = ["api-7f9c8-abcde", "api-7f9c8-fghij", "db-0", "debug", "cache-6c9d7f5b8-zz9kq"];
+            let resources = ["cpu", "memory", "ephemeral-storage"];
+            // A value from its code: most repeat (requests rarely change), a few are stale or NaN.
+            let value = |c: u8| match c {
+                0 => f64::from_bits(0x7ff0_0000_0000_0002),
+                1 => f64::NAN,
+                c => f64::from(c % 4) * 0.25 + 0.5,
+            };
+            type Raw<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+            let raw: Vec<Raw> = series
+                .iter()
+                .map(|(pod, resource, exporter, samples)| {
+                    let labels = vec![
+                        ("__name__", "kube_pod_container_resource_requests"),
+                        ("container", "app"),
+                        ("instance", ["ksm-a", "ksm-b"][*exporter]),
+                        ("namespace", "shop"),
+                        ("pod", pods[*pod]),
+                        ("resource", resources[*resource]),
+                    ];
+                    let mut t = 0;
+                    let points = samples.iter().map(|&(gap, c)| { t += gap * 1_000; (t, value(c)) });
+                    (labels, points.collect())
+                })
+                .collect();
+            let expr = crate::scrape::exprs::REQUESTS;
+            let span = (60, 9_000, 60);
+            let lookback = 300_000;
+            let mut per_pod = RangeEval::new(expr, span, lookback);
+            let key_of: KeyOf<(ContainerKey, &'static str)> = std::sync::Arc::new(move |labels| {
+                capacity_key(&own, |name| crate::scrape::remote::label(labels, name))
+            });
+            let mut folded = FoldedMax::new(expr, span, lookback, key_of);
+            for (labels, samples) in &raw {
+                per_pod.push(labels, samples);
+                folded.push(labels, samples);
+            }
+            let want = capacity(&owners(), &per_pod.finish(), 60, "request");
+            let got = capacity_of_maxima(folded.finish().groups, "request");
+            let points = |out: &[Aggregated]| -> Vec<_> {
+                out.iter()
+                    .map(|a| (a.container.clone(), a.metric, a.points.points().map(|p| (p.0, p.1.to_bits())).collect::<Vec<_>>()))
+                    .collect()
+            };
+            proptest::prop_assert_eq!(points(&got), points(&want));
+        }
     }
 }

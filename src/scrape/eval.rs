@@ -101,7 +101,7 @@ impl Expr {
         out: &mut [f64],
         lookback_ms: i64,
         live: &mut Vec<(i64, f64)>,
-        mut put: impl FnMut(&mut f64, f64),
+        put: &mut impl Put,
     ) {
         let mut t = first_ms;
         match self.func {
@@ -131,9 +131,7 @@ impl Expr {
                     }
                     // A stale marker ends the series: no value until the next sample.
                     if !is_stale(v) {
-                        for slot in &mut out[first..k] {
-                            put(slot, v);
-                        }
+                        put.fill(&mut out[first..k], v);
                     }
                     i = j;
                 }
@@ -157,10 +155,78 @@ impl Expr {
                         lo += 1;
                     }
                     if hi - lo >= 2 {
-                        put(slot, rate(&live[lo..hi], resets, t - range_ms, t, range_ms));
+                        put.put(slot, rate(&live[lo..hi], resets, t - range_ms, t, range_ms));
                     }
                     t += step_ms;
                 }
+            }
+        }
+    }
+}
+
+/// How an evaluated value goes into its slot: one value, or one value over a run of slots (an instant
+/// selector's sample holding over several steps), which a fold can take at once.
+trait Put {
+    fn put(&mut self, slot: &mut f64, v: f64);
+    fn fill(&mut self, slots: &mut [f64], v: f64) {
+        for slot in slots {
+            self.put(slot, v);
+        }
+    }
+}
+
+/// A series of a group: its own slots (the group's first series), or summed or kept if larger as PromQL
+/// does (NaN loses to any value).
+struct Combine {
+    agg: Agg,
+    own: bool,
+}
+
+impl Put for Combine {
+    fn put(&mut self, slot: &mut f64, v: f64) {
+        if self.own || slot.to_bits() == ABSENT {
+            *slot = v;
+            return;
+        }
+        match self.agg {
+            Agg::Sum => *slot += v,
+            Agg::Max if *slot < v || slot.is_nan() => *slot = v,
+            Agg::Max => {}
+        }
+    }
+    fn fill(&mut self, slots: &mut [f64], v: f64) {
+        if self.own {
+            slots.fill(v);
+            return;
+        }
+        for slot in slots {
+            self.put(slot, v);
+        }
+    }
+}
+
+/// `FoldedMax`'s: finite values kept if larger (a slot holds `ABSENT` or a finite value, so one compare
+/// says both), non-finite ones dropped and counted, a run's value checked once.
+#[derive(Default)]
+struct FiniteMax {
+    values: u64,
+    dropped: u64,
+}
+
+impl Put for FiniteMax {
+    fn put(&mut self, slot: &mut f64, v: f64) {
+        self.fill(std::slice::from_mut(slot), v);
+    }
+    fn fill(&mut self, slots: &mut [f64], v: f64) {
+        if !v.is_finite() {
+            self.dropped += slots.len() as u64;
+            return;
+        }
+        self.values += slots.len() as u64;
+        for slot in slots {
+            // ABSENT is a NaN.
+            if *slot < v || slot.is_nan() {
+                *slot = v;
             }
         }
     }
@@ -170,26 +236,88 @@ impl Expr {
 /// as the raw series of a remote-read answer stream in: each series is evaluated on its own and folded
 /// into its group's values, one per step, so that the raw samples of a window are never held together.
 pub struct RangeEval {
+    /// Grouped by the `by` labels' values, each followed by a NUL (which label values do not hold in
+    /// practice; Prometheus' own grouping hashes them with a separator byte alike).
+    groups: Groups<String>,
+    key: String,
+}
+
+/// The window's steps and the groups holding values on them, in the order their first series came (the
+/// order Prometheus aggregates them in).
+struct Groups<K> {
     expr: Expr,
     start: i64,
     step: i64,
     steps: usize,
     lookback_ms: i64,
-    /// Group by the `by` labels' values, each followed by a NUL (which label values do not hold in
-    /// practice; Prometheus' own grouping hashes them with a separator byte alike).
-    index: FxHashMap<String, usize>,
-    /// In the order their first series came: the order Prometheus aggregates them in.
-    groups: Vec<Group>,
-    key: String,
+    index: FxHashMap<K, usize>,
+    groups: Vec<Group<K>>,
     live: Vec<(i64, f64)>,
     /// Values the groups hold, over all of them.
     held: u64,
 }
 
+impl<K: Clone + Eq + std::hash::Hash> Groups<K> {
+    fn new(expr: Expr, (start, end, step): (i64, i64, i64), lookback_ms: i64) -> Self {
+        Self {
+            expr,
+            start,
+            step,
+            steps: ((end - start).div_euclid(step) + 1).max(0) as usize,
+            lookback_ms,
+            index: FxHashMap::default(),
+            groups: Vec::new(),
+            live: Vec::new(),
+            held: 0,
+        }
+    }
+
+    /// Evaluates one series (samples in time order) into the group `key` with the `Put` that `put` gives,
+    /// told whether the series is the first to hold values in the group; returns it.
+    fn evaluate<P: Put>(
+        &mut self,
+        key: &K,
+        samples: &[(i64, f64)],
+        put: impl FnOnce(bool) -> P,
+    ) -> Option<P> {
+        let g = match self.index.get(key) {
+            Some(&g) => g,
+            None => {
+                self.index.insert(key.clone(), self.groups.len());
+                self.groups.push(Group {
+                    key: key.clone(),
+                    first: 0,
+                    values: Vec::new(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        let grid = (self.start, self.step, self.steps);
+        let reach = self.expr.reach(samples, grid, self.lookback_ms)?;
+        let g = &mut self.groups[g];
+        let before = g.values.len();
+        g.cover(reach.0, reach.1);
+        self.held += (g.values.len() - before) as u64;
+        let out = &mut g.values[reach.0 - g.first..reach.1 - g.first];
+        let first_ms = (self.start + reach.0 as i64 * self.step) * 1000;
+        let grid = (first_ms, self.step * 1000);
+        let mut put = put(before == 0);
+        self.expr.evaluate(
+            samples,
+            grid,
+            out,
+            self.lookback_ms,
+            &mut self.live,
+            &mut put,
+        );
+        Some(put)
+    }
+}
+
 /// A group's value at the steps `first..first + values.len()`, `ABSENT` where none of its series has one.
-struct Group {
-    /// The values of the `by` labels, each followed by a NUL.
-    key: String,
+struct Group<K = String> {
+    /// For `RangeEval`, the values of the `by` labels, each followed by a NUL.
+    key: K,
     first: usize,
     values: Vec<f64>,
 }
@@ -200,78 +328,32 @@ struct Group {
 const ABSENT: u64 = 0x7ff8_0000_a850_0001;
 
 impl RangeEval {
-    pub fn new(expr: Expr, (start, end, step): (i64, i64, i64), lookback_ms: i64) -> Self {
+    pub fn new(expr: Expr, span: (i64, i64, i64), lookback_ms: i64) -> Self {
         Self {
-            expr,
-            start,
-            step,
-            steps: ((end - start).div_euclid(step) + 1).max(0) as usize,
-            lookback_ms,
-            index: FxHashMap::default(),
-            groups: Vec::new(),
+            groups: Groups::new(expr, span, lookback_ms),
             key: String::new(),
-            live: Vec::new(),
-            held: 0,
         }
     }
 
     /// Folds one series (labels sorted by name, samples in time order) into its group.
     pub fn push(&mut self, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
         self.key.clear();
-        for l in self.expr.by {
+        for l in self.groups.expr.by {
             self.key.push_str(remote::label(labels, l));
             self.key.push('\0');
         }
-        let g = match self.index.get(self.key.as_str()) {
-            Some(&g) => g,
-            None => {
-                self.index.insert(self.key.clone(), self.groups.len());
-                self.groups.push(Group {
-                    key: self.key.clone(),
-                    first: 0,
-                    values: Vec::new(),
-                });
-                self.groups.len() - 1
-            }
-        };
-        let grid = (self.start, self.step, self.steps);
-        let Some(reach) = self.expr.reach(samples, grid, self.lookback_ms) else {
-            return;
-        };
-        let g = &mut self.groups[g];
-        let before = g.values.len();
-        g.cover(reach.0, reach.1);
-        self.held += (g.values.len() - before) as u64;
-        let out = &mut g.values[reach.0 - g.first..reach.1 - g.first];
-        let first_ms = (self.start + reach.0 as i64 * self.step) * 1000;
-        let grid = (first_ms, self.step * 1000);
-        let (lookback, live) = (self.lookback_ms, &mut self.live);
-        if before == 0 {
-            // The group's first series (most groups have one): its slots are all its own.
-            let put = |slot: &mut f64, v| *slot = v;
-            self.expr.evaluate(samples, grid, out, lookback, live, put);
-            return;
-        }
-        let agg = self.expr.agg;
-        let put = |slot: &mut f64, v: f64| {
-            if slot.to_bits() == ABSENT {
-                *slot = v;
-                return;
-            }
-            match agg {
-                Agg::Sum => *slot += v,
-                Agg::Max if *slot < v || slot.is_nan() => *slot = v,
-                Agg::Max => {}
-            }
-        };
-        self.expr.evaluate(samples, grid, out, lookback, live, put);
+        // The group's first series (most groups have one): its slots are all its own.
+        let agg = self.groups.expr.agg;
+        self.groups
+            .evaluate(&self.key, samples, |own| Combine { agg, own });
     }
 
     /// The groups with a value at some step, in order, each turned in place into a `GridSeries`.
     /// Non-finite results are dropped and counted, as the range-query parser does.
     pub fn finish(self) -> QueryResult<GridSeries> {
         let mut out = QueryResult::default();
-        for g in self.groups {
+        let (start, step, by) = (self.groups.start, self.groups.step, self.groups.expr.by);
+        for g in self.groups.groups {
             let Group {
                 key,
                 first,
@@ -291,12 +373,12 @@ impl RangeEval {
             }
             if points > 0 {
                 let grid = Grid {
-                    t0: self.start + first as i64 * self.step,
-                    step: self.step,
+                    t0: start + first as i64 * step,
+                    step,
                     values,
                 };
                 out.series.push(GridSeries {
-                    by: self.expr.by,
+                    by,
                     key,
                     grid,
                     points,
@@ -304,6 +386,103 @@ impl RangeEval {
             }
         }
         out
+    }
+}
+
+/// `max by (…)` of one expression folded on, as the series stream in, into the coarser groups `key_of`
+/// names (a workload's container and resource, for requests and limits): each series' values go
+/// straight into its group's maxima, and no per-pod values are held, counted or folded afterwards. The
+/// maximum over pods of each pod's maximum is the maximum of their series' finite values, so this is both
+/// folds in one, but for one case no request or limit has: where a series is `+Inf`, PromQL's `max` makes
+/// its pod's value `+Inf`, which is dropped (not finite) with the pod's other series; here only the
+/// `+Inf` is dropped. Non-finite values are dropped and counted one by one.
+pub struct FoldedMax<K> {
+    groups: Groups<K>,
+    key_of: KeyOf<K>,
+    /// Finite values folded in, and non-finite ones dropped, one per series and step.
+    values: u64,
+    dropped_non_finite: u64,
+}
+
+/// Names the group of a series from its labels (sorted by name); None leaves the series out.
+pub type KeyOf<K> = std::sync::Arc<dyn Fn(&[(&str, &str)]) -> Option<K> + Send + Sync>;
+
+/// What a `FoldedMax` gives: each group with a finite value somewhere, in key order, its maxima on the
+/// window's steps (NaN where it has none).
+#[derive(Debug)]
+pub struct Folded<K> {
+    pub groups: Vec<(K, Grid)>,
+    /// Finite values folded in (what per-pod groups would have counted as their points).
+    pub values: u64,
+    pub dropped_non_finite: u64,
+    /// Slots held for the groups (what the window's memory grew with).
+    pub held: u64,
+}
+
+impl<K: Clone + Eq + std::hash::Hash + Ord> FoldedMax<K> {
+    pub fn new(expr: Expr, span: (i64, i64, i64), lookback_ms: i64, key_of: KeyOf<K>) -> Self {
+        debug_assert_eq!(expr.agg, Agg::Max);
+        Self {
+            groups: Groups::new(expr, span, lookback_ms),
+            key_of,
+            values: 0,
+            dropped_non_finite: 0,
+        }
+    }
+
+    /// Folds one series (labels sorted by name, samples in time order) into its group's maxima.
+    pub fn push(&mut self, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+        let Some(key) = (self.key_of)(labels) else {
+            return;
+        };
+        if let Some(put) = self
+            .groups
+            .evaluate(&key, samples, |_| FiniteMax::default())
+        {
+            self.values += put.values;
+            self.dropped_non_finite += put.dropped;
+        }
+    }
+
+    pub fn finish(self) -> Folded<K> {
+        let mut groups: Vec<(K, Grid)> = Vec::with_capacity(self.groups.groups.len());
+        let (start, step) = (self.groups.start, self.groups.step);
+        for Group {
+            key,
+            first,
+            mut values,
+        } in self.groups.groups
+        {
+            let mut any = false;
+            for v in &mut values {
+                if v.to_bits() == ABSENT {
+                    *v = f64::NAN;
+                } else {
+                    any = true;
+                }
+            }
+            if any {
+                let t0 = start + first as i64 * step;
+                groups.push((key, Grid { t0, step, values }));
+            }
+        }
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Folded {
+            groups,
+            values: self.values,
+            dropped_non_finite: self.dropped_non_finite,
+            held: self.groups.held,
+        }
+    }
+}
+
+/// One query's series, all into the one fold.
+impl<K: Clone + Eq + std::hash::Hash + Ord> SeriesSink for FoldedMax<K> {
+    fn series(&mut self, _query: usize, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+        self.push(labels, samples);
+    }
+    fn held(&self) -> u64 {
+        self.groups.held
     }
 }
 
@@ -358,7 +537,7 @@ impl SeriesView for GridSeries {
     }
 }
 
-impl Group {
+impl<K> Group<K> {
     /// Makes room for the steps `lo..hi`.
     fn cover(&mut self, lo: usize, hi: usize) {
         let absent = f64::from_bits(ABSENT);
@@ -380,7 +559,7 @@ impl SeriesSink for Vec<RangeEval> {
         self[query].push(labels, samples);
     }
     fn held(&self) -> u64 {
-        self.iter().map(|e| e.held).sum()
+        self.iter().map(|e| e.groups.held).sum()
     }
 }
 

@@ -466,6 +466,14 @@ impl SourceScraper {
         let out = tokio::task::spawn_blocking(move || match results {
             Fetched::Parsed(r) => aggregate_job(job, &own, r, w),
             Fetched::Evaluated(r) => aggregate_job(job, &own, r, w),
+            Fetched::Folded(f) => {
+                let kind = if job == Job::Limits {
+                    "limit"
+                } else {
+                    "request"
+                };
+                (aggregate::capacity_of_maxima(f.groups, kind), f.held)
+            }
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -506,6 +514,12 @@ impl SourceScraper {
         let Window { end, step, .. } = w;
         let queries = self.job_queries(job, w);
         if self.remote_window(w) {
+            if let (Job::Requests | Job::Limits, [(_, expr, from)]) = (job, &queries[..]) {
+                // The maxima go straight into each workload container's: no per-pod values held.
+                let folded = self.remote_folded(*expr, *from, w, counters).await?;
+                self.account_counts(folded.values, folded.dropped_non_finite, counters);
+                return Ok(Fetched::Folded(folded));
+            }
             let specs = queries.iter().map(|&(_, e, from)| (e, from)).collect();
             let results = self.remote(specs, w, counters).await?;
             for r in &results {
@@ -562,6 +576,36 @@ impl SourceScraper {
         Ok(results)
     }
 
+    /// Reads the requests or limits of `expr` (a `max by` pod) in one remote-read request, folding each
+    /// series straight into its workload container's maxima as the answer is decoded: the pod's owner is
+    /// known before the answer comes (ownership is read first), and the maximum over pods of their
+    /// maxima is the maximum over their series.
+    async fn remote_folded(
+        &self,
+        expr: eval::Expr,
+        from: i64,
+        w: Window,
+        counters: &Counters,
+    ) -> Result<eval::Folded<CapacityKey>, Error> {
+        let Window { end, step, .. } = w;
+        let own = self.ownership(w, counters).await?;
+        let lookback = self.lookback_ms;
+        counters.queries.fetch_add(1, Ordering::Relaxed);
+        let key_of: eval::KeyOf<CapacityKey> = Arc::new(move |labels| {
+            aggregate::capacity_key(&own, |name| remote::label(labels, name))
+        });
+        let folded = self
+            .client
+            .remote_read(
+                vec![expr.query(from, end, lookback)],
+                self.settings.max_samples_per_read,
+                || eval::FoldedMax::new(expr, (from, end, step), lookback, key_of.clone()),
+                eval::FoldedMax::finish,
+            )
+            .await?;
+        Ok(folded)
+    }
+
     /// Ownership of every pod alive during the window (and up to an hour before it, so a pod whose
     /// kube-state-metrics series started earlier is still known). Jobs whose windows coincide (every job
     /// of a steady-state cycle) share one answer, and remote-read windows share one for the whole run:
@@ -614,20 +658,25 @@ impl SourceScraper {
     }
 
     fn account<S: SeriesView>(&self, r: &QueryResult<S>, counters: &Counters) {
+        self.account_counts(r.samples(), r.dropped_non_finite, counters);
+    }
+
+    /// Counts the samples an answer brought and the non-finite ones dropped from it.
+    fn account_counts(&self, samples: u64, dropped_non_finite: u64, counters: &Counters) {
         let labels = SourceLabels {
             source: self.client.name.clone(),
         };
-        counters.received.fetch_add(r.samples(), Ordering::Relaxed);
+        counters.received.fetch_add(samples, Ordering::Relaxed);
         self.metrics
             .scrape_samples
             .get_or_create(&labels)
-            .inc_by(r.samples());
-        if r.dropped_non_finite > 0 {
+            .inc_by(samples);
+        if dropped_non_finite > 0 {
             self.metrics
                 .scrape_dropped_samples
                 .get_or_create(&labels)
-                .inc_by(r.dropped_non_finite);
-            tracing::debug!(source = %self.client.name, dropped = r.dropped_non_finite, "dropped NaN or infinite samples");
+                .inc_by(dropped_non_finite);
+            tracing::debug!(source = %self.client.name, dropped = dropped_non_finite, "dropped NaN or infinite samples");
         }
     }
 
@@ -747,7 +796,12 @@ impl Window {
 enum Fetched {
     Parsed(Vec<QueryResult>),
     Evaluated(Vec<QueryResult<eval::GridSeries>>),
+    /// Requests or limits already folded per workload container (remote read).
+    Folded(eval::Folded<CapacityKey>),
 }
+
+/// A workload container and a resource.
+type CapacityKey = (ContainerKey, &'static str);
 
 /// Aggregates one window's answers of `job` per workload container. Returns the aggregated series and how
 /// many values the answers held (to size the next window).
