@@ -239,9 +239,11 @@ impl Steps {
 
     /// One value per step from the first step to the last, NaN at steps without points.
     fn grid(&self, value: impl Fn(f64, u32, f64) -> f64) -> Grid {
-        let values = (0..self.count.len()).map(|i| match self.count[i] {
+        // In lockstep over the three slices: no index to check, and a loop the compiler can widen.
+        let slots = self.count.iter().zip(&self.sum).zip(&self.max);
+        let values = slots.map(|((&count, &sum), &max)| match count {
             0 => f64::NAN,
-            n => value(self.sum[i], n, self.max[i]),
+            n => value(sum, n, max),
         });
         Grid {
             t0: self.t0,

@@ -634,7 +634,7 @@ fn decode_samples(
     let mut val = r.bits(bit, 64);
     bit += 64;
     // Keeps a sample in the range; false once past it (the rest of the chunk is later still).
-    let mut emit = |t: i64, v: u64| {
+    let emit = |out: &mut Vec<(i64, f64)>, t: i64, v: u64| {
         if t > max_ms {
             return false;
         }
@@ -643,7 +643,7 @@ fn decode_samples(
         }
         true
     };
-    if !emit(t, val) || n == 1 {
+    if !emit(out, t, val) || n == 1 {
         return Ok(());
     }
     // The second: a varint delta, then a value as every later one.
@@ -654,7 +654,7 @@ fn decode_samples(
     bit += value(&r, bit, &mut val, &mut leading, &mut trailing)?;
     r.within(bit)?;
     t += delta;
-    if !emit(t, val) {
+    if !emit(out, t, val) {
         return Ok(());
     }
     let mut i = 2;
@@ -669,9 +669,17 @@ fn decode_samples(
             bit += 2 * run;
             r.within(bit)?;
             i += run;
+            let last = t + delta * run as i64;
+            if t + delta >= min_ms && last <= max_ms {
+                // The whole run is in the range (most runs): appended at once.
+                let (t0, v) = (t, f64::from_bits(val));
+                out.extend((1..=run as i64).map(|k| (t0 + delta * k, v)));
+                t = last;
+                continue;
+            }
             for _ in 0..run {
                 t += delta;
-                if !emit(t, val) {
+                if !emit(out, t, val) {
                     return Ok(());
                 }
             }
@@ -697,7 +705,7 @@ fn decode_samples(
         r.within(bit)?;
         delta += dod;
         t += delta;
-        if !emit(t, val) {
+        if !emit(out, t, val) {
             break;
         }
         i += 1;
