@@ -122,13 +122,9 @@ impl Expr {
                     }
                     let reach = samples[j - 1].0 + lookback_ms + 1;
                     let until = samples.get(j).map_or(reach, |next| next.0.min(reach));
-                    while k < out.len() && t < ts {
-                        (k, t) = (k + 1, t + step_ms);
-                    }
+                    (k, t) = steps_until(ts, (k, t), out.len(), step_ms);
                     let first = k;
-                    while k < out.len() && t < until {
-                        (k, t) = (k + 1, t + step_ms);
-                    }
+                    (k, t) = steps_until(until, (k, t), out.len(), step_ms);
                     // A stale marker ends the series: no value until the next sample.
                     if !is_stale(v) {
                         put.fill(&mut out[first..k], v);
@@ -230,6 +226,18 @@ impl Put for FiniteMax {
             }
         }
     }
+}
+
+/// Moves the step cursor `(k, t)` (slot `k` at time `t`) to the first slot at or after `until`, or to
+/// `len` if none is: `while k < len && t < until { k += 1; t += step_ms }`, with one division.
+#[inline(always)]
+fn steps_until(until: i64, (k, t): (usize, i64), len: usize, step_ms: i64) -> (usize, i64) {
+    if t >= until || k >= len {
+        return (k, t);
+    }
+    let n = ((until - t + step_ms - 1) / step_ms) as usize;
+    let n = n.min(len - k);
+    (k + n, t + n as i64 * step_ms)
 }
 
 /// One expression evaluated at `start`, `start + step`, …, `end` (seconds), like `/api/v1/query_range`,
