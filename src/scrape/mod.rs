@@ -203,6 +203,15 @@ impl Job {
             Job::Throttling => "throttling",
         }
     }
+
+    /// For the requests and limits jobs, the kind of capacity they read ("request" or "limit").
+    fn capacity_kind(self) -> Option<&'static str> {
+        match self {
+            Job::Requests => Some("request"),
+            Job::Limits => Some("limit"),
+            _ => None,
+        }
+    }
 }
 
 /// Why a scrape stopped early. Whatever was stored before the failure stays stored, and the marks say
@@ -466,14 +475,7 @@ impl SourceScraper {
         let out = tokio::task::spawn_blocking(move || match results {
             Fetched::Parsed(r) => aggregate_job(job, &own, r, w),
             Fetched::Evaluated(r) => aggregate_job(job, &own, r, w),
-            Fetched::Folded(f) => {
-                let kind = if job == Job::Limits {
-                    "limit"
-                } else {
-                    "request"
-                };
-                (aggregate::capacity_of_maxima(f.groups, kind), f.held)
-            }
+            Fetched::Folded(kind, f) => (aggregate::capacity_of_maxima(f.groups, kind), f.held),
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -514,11 +516,11 @@ impl SourceScraper {
         let Window { end, step, .. } = w;
         let queries = self.job_queries(job, w);
         if self.remote_window(w) {
-            if let (Job::Requests | Job::Limits, [(_, expr, from)]) = (job, &queries[..]) {
+            if let (Some(kind), [(_, expr, from)]) = (job.capacity_kind(), &queries[..]) {
                 // The maxima go straight into each workload container's: no per-pod values held.
                 let folded = self.remote_folded(*expr, *from, w, counters).await?;
                 self.account_counts(folded.values, folded.dropped_non_finite, counters);
-                return Ok(Fetched::Folded(folded));
+                return Ok(Fetched::Folded(kind, folded));
             }
             let specs = queries.iter().map(|&(_, e, from)| (e, from)).collect();
             let results = self.remote(specs, w, counters).await?;
@@ -796,8 +798,8 @@ impl Window {
 enum Fetched {
     Parsed(Vec<QueryResult>),
     Evaluated(Vec<QueryResult<eval::GridSeries>>),
-    /// Requests or limits already folded per workload container (remote read).
-    Folded(eval::Folded<CapacityKey>),
+    /// Requests or limits (the kind) already folded per workload container (remote read).
+    Folded(&'static str, eval::Folded<CapacityKey>),
 }
 
 /// A workload container and a resource.
@@ -817,8 +819,12 @@ fn aggregate_job<S: SeriesView>(
     let aggregated = match job {
         Job::CpuUsage => aggregate::usage(own, &next(), w.step, "cpu", false),
         Job::MemoryUsage => aggregate::usage(own, &next(), w.step, "memory", true),
-        Job::Requests => aggregate::capacity(own, &next(), w.step, "request"),
-        Job::Limits => aggregate::capacity(own, &next(), w.step, "limit"),
+        Job::Requests | Job::Limits => {
+            let kind = job
+                .capacity_kind()
+                .expect("requests and limits are capacity");
+            aggregate::capacity(own, &next(), w.step, kind)
+        }
         Job::Restarts => {
             let (counters, flags) = (next(), next());
             aggregate::restarts(own, &counters, &flags, (w.start, w.step))
